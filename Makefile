@@ -1,0 +1,42 @@
+# lenspipe: `make run` trains and pushes a model on the embedded digits; `make test` runs the suite.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+LOCK   := requirements.lock
+STAMP  := $(VENV)/.installed-$(shell sha256sum $(LOCK) pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)
+
+.PHONY: install run test test-fast bench bench-serving serve clean
+
+install: $(STAMP)
+
+# Idempotent: the stamp is keyed on the lock's and pyproject's hash.
+$(STAMP): $(LOCK) pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip==24.3.1"
+	$(BIN)/python -m pip install --quiet --no-deps --ignore-requires-python -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps --ignore-requires-python --no-build-isolation -e .
+	$(BIN)/python -m pip check
+	$(BIN)/python tools/check_requires_python.py
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+run: install
+	$(BIN)/lenspipe run $(ARGS)
+
+serve: install
+	$(BIN)/lenspipe serve --model_name lenspipe --model_base_path lenspipe-work/serving/lenspipe $(ARGS)
+
+test: install
+	$(BIN)/python -m pytest $(ARGS)
+
+test-fast: install
+	$(BIN)/python -m pytest -m "not e2e" $(ARGS)
+
+bench: install
+	$(BIN)/python -m bench.pipeline_bench $(ARGS)
+
+bench-serving: install
+	$(BIN)/python -m bench.serving_bench $(ARGS)
+
+clean:
+	rm -rf lenspipe-work .pytest_cache

@@ -1,0 +1,1 @@
+"""lenspipe: a TFX pipeline from a folder of images to a TF Serving model base path."""

@@ -1,0 +1,185 @@
+"""The one typed configuration of a lenspipe run.
+
+Defaults run as is on the embedded digits dataset. A YAML or JSON file and
+``--set section.field=value`` overrides from the CLI are layered on top, and
+every value is validated at start-up: a bad one fails at once with its dotted
+name and what is allowed (``ConfigError``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, malformed or out of range."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Section):
+    root: Optional[str] = Field(
+        None, description="Image folder (<root>/<class>/<file>) or TFRecord folder; unset = embedded digits."
+    )
+    format: Literal["images", "tfrecord"] = Field("images", description="What `root` holds.")
+    span_pattern: Optional[str] = Field(
+        None, description="Sub-folder pattern with {SPAN}, e.g. 'span-{SPAN}'; the latest span is ingested."
+    )
+    embedded_per_class: Optional[int] = Field(
+        None, ge=2, description="Use only this many images per class of the embedded dataset (tests, demos)."
+    )
+    split_train: int = Field(8, ge=1, le=100, description="Hash buckets for the train split.")
+    split_eval: int = Field(1, ge=1, le=100, description="Hash buckets for the eval split.")
+    split_test: int = Field(1, ge=1, le=100, description="Hash buckets for the held-out test split.")
+    schema_file: Optional[str] = Field(None, description="Curated schema.pbtxt; unset = inferred by SchemaGen.")
+
+
+class ImageConfig(_Section):
+    height: int = Field(32, ge=8, le=1024, description="Model input height in pixels.")
+    width: int = Field(32, ge=8, le=1024, description="Model input width in pixels.")
+    channels: Literal[1, 3] = Field(3, description="1 = greyscale, 3 = RGB; inputs are converted.")
+
+
+class TunerConfig(_Section):
+    enabled: bool = Field(True, description="Run the KerasTuner search; off = trainer defaults below.")
+    algorithm: Literal["random", "bayesian"] = Field("random", description="KerasTuner oracle.")
+    max_trials: int = Field(3, ge=1, le=500, description="Hyperparameter sets to try.")
+    epochs: int = Field(4, ge=1, le=1000, description="Epochs per trial.")
+    steps_per_epoch: Optional[int] = Field(None, ge=1, description="Cap on batches per trial epoch.")
+
+
+class TrainerConfig(_Section):
+    epochs: int = Field(30, ge=1, le=10000, description="Maximum epochs (early stopping may end sooner).")
+    steps_per_epoch: Optional[int] = Field(None, ge=1, description="Cap on batches per epoch; unset = one pass.")
+    batch_size: int = Field(64, ge=1, le=4096)
+    early_stopping_patience: int = Field(5, ge=1, description="Epochs without val_loss improvement.")
+    conv_blocks: int = Field(3, ge=1, le=6, description="Conv blocks (conv-BN-ReLU x2, pool).")
+    base_filters: int = Field(32, ge=4, le=512, description="Filters of the first block; doubled per block.")
+    dense_units: int = Field(128, ge=8, le=4096)
+    dropout: float = Field(0.3, ge=0.0, lt=1.0)
+    learning_rate: float = Field(1e-3, gt=0.0, le=1.0)
+    augment_rotation: float = Field(0.05, ge=0.0, le=0.5, description="Max rotation, fraction of a turn.")
+    augment_translation: float = Field(0.1, ge=0.0, le=0.5, description="Max shift, fraction of the size.")
+    augment_zoom: float = Field(0.1, ge=0.0, le=0.5)
+    augment_flip: Literal["none", "horizontal", "vertical", "horizontal_and_vertical"] = Field(
+        "none", description="Random flips (off by default: a flipped digit is another digit)."
+    )
+
+
+class EvaluatorConfig(_Section):
+    min_accuracy: float = Field(0.9, ge=0.0, le=1.0, description="Overall accuracy needed to bless.")
+    max_accuracy_drop: float = Field(
+        0.01, ge=0.0, le=1.0, description="Largest allowed drop in accuracy against the last blessed model."
+    )
+    min_class_recall: Optional[float] = Field(
+        None, ge=0.0, le=1.0, description="If set, every class's recall must reach it (checked per label slice)."
+    )
+
+
+class PusherConfig(_Section):
+    model_name: str = Field("lenspipe", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+    serving_model_dir: Optional[str] = Field(None, description="Model base dir; unset = <work_dir>/serving.")
+
+
+class RuntimeConfig(_Section):
+    pipeline_name: str = Field("lenspipe", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+    work_dir: str = Field("lenspipe-work", description="Pipeline root, metadata and embedded data live here.")
+    enable_cache: bool = Field(True, description="Reuse outputs of components whose inputs did not change.")
+    beam_mode: Literal["in_memory", "multi_processing", "multi_threading"] = Field(
+        "in_memory", description="Beam DirectRunner mode; multi_processing suits large folders."
+    )
+    beam_workers: int = Field(1, ge=1, le=256)
+    seed: int = Field(42, ge=0, description="Seeds Python, NumPy, TF and KerasTuner; recorded with the model.")
+
+
+class LenspipeConfig(_Section):
+    data: DataConfig = DataConfig()
+    image: ImageConfig = ImageConfig()
+    tuner: TunerConfig = TunerConfig()
+    trainer: TrainerConfig = TrainerConfig()
+    evaluator: EvaluatorConfig = EvaluatorConfig()
+    pusher: PusherConfig = PusherConfig()
+    runtime: RuntimeConfig = RuntimeConfig()
+
+    @model_validator(mode="after")
+    def _check_cross_fields(self) -> "LenspipeConfig":
+        if self.data.span_pattern is not None and "{SPAN}" not in self.data.span_pattern:
+            raise ValueError("data.span_pattern must contain {SPAN}, e.g. 'span-{SPAN}'")
+        if self.data.format == "tfrecord" and self.data.root is None:
+            raise ValueError("data.format=tfrecord needs data.root (a folder of TFRecord files)")
+        return self
+
+    # Paths derived from the config, resolved against the current directory.
+    @property
+    def work_path(self) -> Path:
+        return Path(self.runtime.work_dir).expanduser().resolve()
+
+    @property
+    def serving_model_path(self) -> Path:
+        if self.pusher.serving_model_dir:
+            return Path(self.pusher.serving_model_dir).expanduser().resolve()
+        return self.work_path / "serving"
+
+
+def _format_validation_error(err: ValidationError) -> str:
+    parts = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "config"
+        parts.append(f"{loc}: {e['msg']}")
+    return "; ".join(parts)
+
+
+def _parse_scalar(text: str) -> Any:
+    """Parse a --set value the way YAML would ('3' -> 3, 'true' -> True, 'none' -> None)."""
+    if text.strip().lower() in ("none", "null", "~", ""):
+        return None
+    return yaml.safe_load(text)
+
+
+def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = tree
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {dotted}: '{key}' is not a section")
+    node[keys[-1]] = value
+
+
+def load_config(
+    path: Optional[os.PathLike | str] = None,
+    overrides: Optional[dict[str, Any]] = None,
+) -> LenspipeConfig:
+    """Build the run config: defaults, then the file at ``path``, then ``overrides``.
+
+    ``overrides`` maps dotted names (``trainer.epochs``) to values; string values
+    are parsed like YAML scalars. Raises ``ConfigError`` naming the field.
+    """
+    tree: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        try:
+            text = p.read_text()
+        except OSError as e:
+            raise ConfigError(f"cannot read config file {p}: {e.strerror}") from None
+        try:
+            loaded = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
+        except (json.JSONDecodeError, yaml.YAMLError) as e:
+            raise ConfigError(f"config file {p} is not valid {'JSON' if p.suffix == '.json' else 'YAML'}: {e}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"config file {p} must hold a mapping of sections, got {type(loaded).__name__}")
+        tree = loaded or {}
+    for dotted, value in (overrides or {}).items():
+        _set_dotted(tree, dotted, _parse_scalar(value) if isinstance(value, str) else value)
+    try:
+        return LenspipeConfig.model_validate(tree)
+    except ValidationError as e:
+        raise ConfigError(_format_validation_error(e)) from None

@@ -1,0 +1,60 @@
+"""The one place that names feature keys.
+
+ExampleGen writes the raw keys; Transform writes the transformed keys
+(``transformed_name``); the trainer, the signatures and the evaluator read
+them from here. Nothing else spells a feature key as a string literal.
+"""
+
+# Raw features written by components/image_example_gen.
+IMAGE_KEY = "image"  # original encoded bytes (PNG/JPEG/GIF/BMP)
+LABEL_NAME_KEY = "label_name"  # class folder name
+LABEL_INDEX_KEY = "label"  # index of the class folder in sorted order (Keras' convention)
+PATH_KEY = "path"  # path relative to the input root
+HEIGHT_KEY = "height"
+WIDTH_KEY = "width"
+CHANNELS_KEY = "channels"
+FORMAT_KEY = "format"  # "png" | "jpeg" | "gif" | "bmp", read from the bytes, not the name
+BRIGHTNESS_KEY = "brightness"  # mean grey level in [0, 255]
+BRIGHTNESS_BUCKET_KEY = "brightness_bucket"  # "dark" | "medium" | "bright"
+SIZE_BUCKET_KEY = "size_bucket"  # "small" | "medium" | "large" (by the shorter side)
+
+# Thresholds for the image-property buckets above (upper bounds, exclusive).
+BRIGHTNESS_BUCKETS = ((85.0, "dark"), (170.0, "medium"), (float("inf"), "bright"))
+SIZE_BUCKETS = ((32, "small"), (224, "medium"), (float("inf"), "large"))
+
+# Features that describe the file rather than its content: StatisticsGen skips the
+# encoded bytes (their stats are noise) and keeps the rest.
+STATS_FEATURES = (
+    LABEL_NAME_KEY,
+    LABEL_INDEX_KEY,
+    HEIGHT_KEY,
+    WIDTH_KEY,
+    CHANNELS_KEY,
+    FORMAT_KEY,
+    BRIGHTNESS_KEY,
+    BRIGHTNESS_BUCKET_KEY,
+    SIZE_BUCKET_KEY,
+)
+
+# Name of the tft vocabulary file that maps label names to class ids.
+LABEL_VOCAB_NAME = "label_vocab"
+
+# Signature names exported with every model.
+SERVING_SIGNATURE = "serving_default"  # raw encoded image bytes in
+EXAMPLES_SIGNATURE = "serving_examples"  # serialized tf.Examples in (TFMA, :classify)
+TRANSFORM_SIGNATURE = "transform_features"  # serialized tf.Examples -> transformed features
+
+# Signature input and output names (TF Serving REST clients see these).
+IMAGE_BYTES_INPUT = "image_bytes"
+EXAMPLES_INPUT = "examples"
+PROBABILITIES_OUTPUT = "probabilities"
+CLASS_ID_OUTPUT = "class_id"
+LABEL_OUTPUT = "label"
+# :classify needs these two names (TF Serving's classification signature).
+CLASSIFY_CLASSES_OUTPUT = "classes"
+CLASSIFY_SCORES_OUTPUT = "scores"
+
+
+def transformed_name(key: str) -> str:
+    """Name of the Transform output derived from raw feature ``key``."""
+    return f"{key}_xf"
