@@ -1,0 +1,107 @@
+"""Decides whether encoded bytes are a usable image, and measures the ones that are.
+
+TensorFlow's ``tf.io.decode_image(..., expand_animations=False)`` is the authority: it is
+what the Transform graph runs, so an image it cannot decode would fail training later.
+PIL's full ``load()`` runs first because TensorFlow accepts some truncated files.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import dataclass
+from typing import Optional, Sequence, Tuple, TypeVar
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+
+from pipeline import features
+
+_SIGNATURES = (
+    (b"\x89PNG\r\n\x1a\n", "png"),
+    (b"\xff\xd8\xff", "jpeg"),
+    (b"GIF87a", "gif"),
+    (b"GIF89a", "gif"),
+    (b"BM", "bmp"),
+)
+# ITU-R BT.601 luma, the weights tf.image.rgb_to_grayscale and PIL's "L" mode use.
+_LUMA = np.array([0.2989, 0.5870, 0.1140])
+
+T = TypeVar("T")
+
+
+class BadImage(ValueError):
+    """The bytes are not an image this pipeline can use; ``str(error)`` is the one-line reason."""
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """Properties of a decoded image, as TensorFlow decodes it."""
+
+    height: int
+    width: int
+    channels: int
+    format: str  # "png" | "jpeg" | "gif" | "bmp"
+    brightness: float  # mean grey level in [0, 255]
+
+    @property
+    def brightness_bucket(self) -> str:
+        return bucket(self.brightness, features.BRIGHTNESS_BUCKETS)
+
+    @property
+    def size_bucket(self) -> str:
+        return bucket(min(self.height, self.width), features.SIZE_BUCKETS)
+
+
+def bucket(value: float, buckets: Sequence[Tuple[float, T]]) -> T:
+    """Name of the first bucket whose (exclusive) upper bound exceeds ``value``."""
+    for upper, name in buckets:
+        if value < upper:
+            return name
+    raise ValueError(f"{value} is above every bucket bound {[upper for upper, _ in buckets]}")
+
+
+def detect_format(data: bytes) -> Optional[str]:
+    """The image format named by the file signature, or None."""
+    for signature, name in _SIGNATURES:
+        if data.startswith(signature):
+            return name
+    return None
+
+
+def _one_line(error: Exception) -> str:
+    # TF errors carry "{{function_node ...}} " before and " [Op:DecodeImage]" after the message.
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    text = re.sub(r"^\{\{function_node [^}]*\}\}\s*", "", text)
+    return re.sub(r"\s*\[Op:\w+\]$", "", text)
+
+
+def inspect_image(data: bytes) -> ImageInfo:
+    """Decodes ``data`` and measures it; raises BadImage with a one-line reason if unusable."""
+    if not data:
+        raise BadImage("empty file (0 bytes)")
+    image_format = detect_format(data)
+    if image_format is None:
+        raise BadImage("not an image: no PNG, JPEG, GIF or BMP signature in the first bytes")
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+    except Exception as error:  # PIL raises OSError, SyntaxError, ValueError... on bad data
+        raise BadImage(f"truncated or corrupt {image_format}: {_one_line(error)}") from None
+    try:
+        pixels = tf.io.decode_image(data, expand_animations=False).numpy()
+    except (tf.errors.OpError, ValueError) as error:
+        raise BadImage(f"TensorFlow cannot decode this {image_format}: {_one_line(error)}") from None
+    height, width, channels = pixels.shape
+    if height == 0 or width == 0:
+        raise BadImage(f"{image_format} has no pixels ({height}x{width})")
+    # 1 = grey, 2 = grey + alpha, 3 = RGB, 4 = RGBA; alpha does not count towards brightness.
+    grey = pixels[..., 0] if channels < 3 else pixels[..., :3] @ _LUMA
+    return ImageInfo(
+        height=int(height),
+        width=int(width),
+        channels=int(channels),
+        format=image_format,
+        brightness=float(np.mean(grey)),
+    )

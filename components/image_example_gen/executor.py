@@ -1,0 +1,302 @@
+"""Beam executor of ImageExampleGen: validates every image, writes tf.Examples and rejected.jsonl.
+
+The base executor does the splitting (hash of PATH_KEY) and writing; this one turns the
+input split into tf.Examples and collects every refused file or record, with its reason,
+into ``<rejected uri>/rejected.jsonl``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import logging
+import posixpath
+from dataclasses import dataclass
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+
+import apache_beam as beam
+import tensorflow as tf
+from google.protobuf.message import DecodeError
+from tfx import types
+from tfx.components.example_gen import utils as example_gen_utils
+from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
+from tfx.proto import example_gen_pb2
+from tfx.types import artifact_utils, standard_component_specs
+from tfx.utils import proto_utils
+
+from components.image_example_gen.decoding import BadImage, ImageInfo, inspect_image
+from components.image_example_gen.layout import list_image_folder
+from pipeline import features
+
+logger = logging.getLogger(__name__)
+
+INPUT_FORMAT_KEY = "input_format"  # execution parameter: "images" | "tfrecord"
+REJECTED_KEY = "rejected"  # output key of the RejectedFiles artifact
+REJECTED_FILE_NAME = "rejected.jsonl"
+NUM_REJECTED_PROPERTY = "num_rejected"
+
+_REJECTED_TAG = "rejected"
+_GZIP_MAGIC = b"\x1f\x8b"
+
+Rejection = Tuple[str, str]  # (path, reason)
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    """An image that decoded; it becomes one tf.Example once label ids are known."""
+
+    path: str
+    label_name: str
+    image: bytes
+    info: ImageInfo
+
+
+def _bytes(value: bytes) -> tf.train.Feature:
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+
+
+def _int(value: int) -> tf.train.Feature:
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
+
+
+def _to_example(candidate: _Candidate, class_names: Sequence[str]) -> tf.train.Example:
+    """The tf.Example of one image; ``class_names`` is sorted, a label's id is its position."""
+    info = candidate.info
+    return tf.train.Example(
+        features=tf.train.Features(
+            feature={
+                features.IMAGE_KEY: _bytes(candidate.image),
+                features.LABEL_NAME_KEY: _bytes(candidate.label_name.encode("utf-8")),
+                features.LABEL_INDEX_KEY: _int(bisect.bisect_left(class_names, candidate.label_name)),
+                features.PATH_KEY: _bytes(candidate.path.encode("utf-8")),
+                features.HEIGHT_KEY: _int(info.height),
+                features.WIDTH_KEY: _int(info.width),
+                features.CHANNELS_KEY: _int(info.channels),
+                features.FORMAT_KEY: _bytes(info.format.encode("utf-8")),
+                features.BRIGHTNESS_KEY: tf.train.Feature(float_list=tf.train.FloatList(value=[info.brightness])),
+                features.BRIGHTNESS_BUCKET_KEY: _bytes(info.brightness_bucket.encode("utf-8")),
+                features.SIZE_BUCKET_KEY: _bytes(info.size_bucket.encode("utf-8")),
+            }
+        )
+    )
+
+
+def _inspect(path: str, label_name: str, data: bytes) -> Iterator[Any]:
+    try:
+        yield _Candidate(path, label_name, data, inspect_image(data))
+    except BadImage as error:
+        yield beam.pvalue.TaggedOutput(_REJECTED_TAG, (path, str(error)))
+
+
+def _inspect_file(item: Tuple[str, str], input_base: str) -> Iterator[Any]:
+    """Reads and inspects one ``(relative path, class name)`` image file."""
+    path, label_name = item
+    try:
+        with tf.io.gfile.GFile(posixpath.join(input_base, path), "rb") as f:
+            data = f.read()
+    except (OSError, tf.errors.OpError) as error:
+        yield beam.pvalue.TaggedOutput(_REJECTED_TAG, (path, f"cannot read: {error}"))
+        return
+    yield from _inspect(path, label_name, data)
+
+
+def _single_bytes(example: tf.train.Example, key: str) -> Optional[bytes]:
+    feature_map = example.features.feature
+    if key not in feature_map or len(feature_map[key].bytes_list.value) != 1:
+        return None
+    return feature_map[key].bytes_list.value[0]
+
+
+def _inspect_record(raw: bytes, default_path: str) -> Iterator[Any]:
+    """Inspects one serialized tf.Example holding IMAGE_KEY and LABEL_NAME_KEY."""
+    try:
+        example = tf.train.Example.FromString(raw)
+    except DecodeError as error:
+        yield beam.pvalue.TaggedOutput(_REJECTED_TAG, (default_path, f"not a tf.Example: {error}"))
+        return
+    given_path = _single_bytes(example, features.PATH_KEY)
+    path = given_path.decode("utf-8", "replace") if given_path else default_path
+    image = _single_bytes(example, features.IMAGE_KEY)
+    label = _single_bytes(example, features.LABEL_NAME_KEY)
+    for key, value in ((features.IMAGE_KEY, image), (features.LABEL_NAME_KEY, label)):
+        if value is None:
+            yield beam.pvalue.TaggedOutput(_REJECTED_TAG, (path, f"feature {key!r} missing or not one bytes value"))
+            return
+    try:
+        label_name = label.decode("utf-8")
+    except UnicodeDecodeError:
+        yield beam.pvalue.TaggedOutput(_REJECTED_TAG, (path, f"feature {features.LABEL_NAME_KEY!r} is not UTF-8"))
+        return
+    yield from _inspect(path, label_name, image)
+
+
+def _inspect_tfrecord_file(rel_path: str, input_base: str) -> Iterator[Any]:
+    """Inspects every record of one TFRecord file, gzipped or plain (told apart by the bytes)."""
+    full_path = posixpath.join(input_base, rel_path)
+    with tf.io.gfile.GFile(full_path, "rb") as f:
+        compression = "GZIP" if f.read(2) == _GZIP_MAGIC else ""
+    records = iter(tf.data.TFRecordDataset(full_path, compression_type=compression))
+    index = 0
+    while True:
+        try:
+            raw = next(records).numpy()
+        except StopIteration:
+            return
+        except tf.errors.OpError as error:
+            reason = f"corrupt or not a TFRecord file from record {index} on: {error.message.splitlines()[0]}"
+            yield beam.pvalue.TaggedOutput(_REJECTED_TAG, (f"{rel_path}#{index}", reason))
+            return
+        yield from _inspect_record(raw, f"{rel_path}#{index}")
+        index += 1
+
+
+def _image_root(pattern: str) -> str:
+    """The folder of an images pattern: '' for '*/*', 'span-3' for 'span-3/*/*'."""
+    if pattern == "*/*":
+        return ""
+    prefix = pattern[: -len("/*/*")]
+    if not pattern.endswith("/*/*") or any(c in prefix for c in "*?["):
+        raise ValueError(f"images input pattern must be '*/*' or '<folder>/*/*' (one folder, no wildcard), got {pattern!r}")
+    return prefix
+
+
+@beam.ptransform_fn
+def _ImagesToCandidates(pipeline: beam.Pipeline, input_base: str, pattern: str):  # pylint: disable=invalid-name
+    """(candidates, rejections, sorted class names) of an image folder split."""
+    root = _image_root(pattern)
+    listing = list_image_folder(input_base, root)
+    if not listing.class_names:
+        raise ValueError(f"{posixpath.join(input_base, root)}: no class folders (expected <root>/<class>/<file>)")
+    logger.info(
+        "ImageExampleGen: %s: %d class folder(s), %d image file(s) to decode, %d file(s) rejected by name or place",
+        posixpath.join(input_base, root),
+        len(listing.class_names),
+        len(listing.candidates),
+        len(listing.rejected),
+    )
+    inspected = (
+        pipeline
+        | "ListImages" >> beam.Create(listing.candidates)
+        | "Spread" >> beam.Reshuffle()
+        | "Inspect" >> beam.FlatMap(_inspect_file, input_base).with_outputs(_REJECTED_TAG, main="good")
+    )
+    listed_rejections = pipeline | "ListRejected" >> beam.Create(listing.rejected)
+    rejections = (inspected[_REJECTED_TAG], listed_rejections) | "AllRejected" >> beam.Flatten()
+    class_names = pipeline | "ClassNames" >> beam.Create([list(listing.class_names)])
+    return inspected.good, rejections, class_names
+
+
+@beam.ptransform_fn
+def _TFRecordsToCandidates(pipeline: beam.Pipeline, input_base: str, pattern: str):  # pylint: disable=invalid-name
+    """(candidates, rejections, sorted class names) of a TFRecord split; labels need a pass."""
+    files = sorted(
+        posixpath.relpath(path, input_base)
+        for path in tf.io.gfile.glob(posixpath.join(input_base, pattern))
+        if not tf.io.gfile.isdir(path) and not posixpath.basename(path).startswith(".")
+    )
+    if not files:
+        raise FileNotFoundError(f"{posixpath.join(input_base, pattern)}: no TFRecord files match")
+    logger.info("ImageExampleGen: %d TFRecord file(s) under %s", len(files), input_base)
+    inspected = (
+        pipeline
+        | "ListFiles" >> beam.Create(files)
+        | "Inspect" >> beam.FlatMap(_inspect_tfrecord_file, input_base).with_outputs(_REJECTED_TAG, main="good")
+    )
+    class_names = (
+        inspected.good
+        | "LabelNames" >> beam.Map(lambda candidate: candidate.label_name)
+        | "Distinct" >> beam.Distinct()
+        | "Collect" >> beam.combiners.ToList()
+        | "Sort" >> beam.Map(sorted)
+    )
+    return inspected.good, inspected[_REJECTED_TAG], class_names
+
+
+def write_rejected(rejections: List[Rejection], directory: str) -> str:
+    """Writes ``rejected.jsonl`` (sorted by path) under a temporary name, then renames it."""
+    tf.io.gfile.makedirs(directory)
+    final_path = posixpath.join(directory, REJECTED_FILE_NAME)
+    temp_path = posixpath.join(directory, f".{REJECTED_FILE_NAME}.tmp")
+    with tf.io.gfile.GFile(temp_path, "w") as f:
+        for path, reason in sorted(rejections):
+            f.write(json.dumps({"path": path, "reason": reason}, ensure_ascii=False) + "\n")
+    tf.io.gfile.rename(temp_path, final_path, overwrite=True)
+    return final_path
+
+
+def read_rejected(directory: str) -> List[Dict[str, str]]:
+    """The entries of ``<directory>/rejected.jsonl``: dicts with 'path' and 'reason'."""
+    with tf.io.gfile.GFile(posixpath.join(directory, REJECTED_FILE_NAME)) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+class Executor(BaseExampleGenExecutor):
+    """ImageExampleGen's executor. Execution parameter ``input_format``: 'images' | 'tfrecord'.
+
+    Takes exactly one input split (split the output with ``output_config``). Raises ValueError
+    or FileNotFoundError, naming the folder, when the input holds nothing to read.
+    """
+
+    def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
+        rejected_parts = self._rejected_parts
+
+        @beam.ptransform_fn
+        def ToExamples(pipeline: beam.Pipeline, exec_properties: Dict[str, Any], split_pattern: str):  # pylint: disable=invalid-name
+            input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
+            input_format = exec_properties.get(INPUT_FORMAT_KEY) or "images"
+            if input_format == "images":
+                to_candidates = _ImagesToCandidates(input_base, split_pattern)  # pylint: disable=no-value-for-parameter
+            elif input_format == "tfrecord":
+                to_candidates = _TFRecordsToCandidates(input_base, split_pattern)  # pylint: disable=no-value-for-parameter
+            else:
+                raise ValueError(f"input_format must be 'images' or 'tfrecord', got {input_format!r}")
+            candidates, rejections, class_names = pipeline | "Candidates" >> to_candidates
+            rejected_parts.append(rejections)
+            return candidates | "ToExample" >> beam.Map(_to_example, beam.pvalue.AsSingleton(class_names))
+
+        return ToExamples
+
+    def GenerateExamplesByBeam(
+        self, pipeline: beam.Pipeline, exec_properties: Dict[str, Any]
+    ) -> Dict[str, beam.pvalue.PCollection]:
+        """The base's splits, plus a branch that writes every rejection to the rejected artifact."""
+        input_config = example_gen_pb2.Input()
+        proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY], input_config)
+        if len(input_config.splits) != 1:
+            raise ValueError(
+                f"ImageExampleGen takes exactly one input split, got {len(input_config.splits)}; "
+                "split the output with output_config instead"
+            )
+        splits = super().GenerateExamplesByBeam(pipeline, exec_properties)
+        _ = (
+            tuple(self._rejected_parts)
+            | "FlattenRejected" >> beam.Flatten(pipeline=pipeline)
+            | "CollectRejected" >> beam.combiners.ToList()
+            | "WriteRejected" >> beam.Map(write_rejected, self._rejected_dir)
+        )
+        return splits
+
+    def Do(
+        self,
+        input_dict: Dict[str, List[types.Artifact]],
+        output_dict: Dict[str, List[types.Artifact]],
+        exec_properties: Dict[str, Any],
+    ) -> None:
+        """Writes the examples (base executor) and the rejected artifact with ``num_rejected``."""
+        rejected_artifact = artifact_utils.get_single_instance(output_dict[REJECTED_KEY])
+        self._rejected_dir = rejected_artifact.uri
+        self._rejected_parts: List[beam.pvalue.PCollection] = []
+        super().Do(input_dict, output_dict, exec_properties)
+
+        entries = read_rejected(rejected_artifact.uri)
+        for entry in entries:
+            logger.warning("ImageExampleGen rejected %s: %s", entry["path"], entry["reason"])
+        logger.info(
+            "ImageExampleGen: %d file(s) or record(s) rejected, listed in %s",
+            len(entries),
+            posixpath.join(rejected_artifact.uri, REJECTED_FILE_NAME),
+        )
+        rejected_artifact.set_int_custom_property(NUM_REJECTED_PROPERTY, len(entries))
+        span = exec_properties.get(example_gen_utils.SPAN_PROPERTY_NAME)
+        if span is not None:
+            rejected_artifact.set_int_custom_property(example_gen_utils.SPAN_PROPERTY_NAME, int(span))
