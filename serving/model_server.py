@@ -1,0 +1,130 @@
+"""Start-up, background polling and graceful shutdown of one model server (REST + gRPC).
+
+Like TF Serving, the ports open only once every configured model has an AVAILABLE version. On stop,
+readiness turns false, both listeners stop accepting, in-flight requests (including those waiting in
+batch queues) finish, then models are unloaded.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import grpc
+from aiohttp import web
+
+from serving import flags
+from serving.core import ServingCore
+from serving.flags import ConfigError, ServerOptions
+from serving.grpc_service import add_services
+from serving.server import RestApi
+
+log = logging.getLogger(__name__)
+
+
+class StartupError(RuntimeError):
+    """The server could not start (a model failed to load, a port is taken...)."""
+
+
+class ModelServer:
+    """One server instance. Use from a running event loop: `await start()`, then `await stop()`."""
+
+    def __init__(self, options: ServerOptions, drain_seconds: float = 30.0) -> None:
+        self.options = options
+        self.core = ServingCore(options)
+        self.rest = RestApi(self.core)
+        self._drain_seconds = drain_seconds
+        self._runner: web.AppRunner | None = None
+        self._grpc: grpc.aio.Server | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._config_text = ""
+
+    async def start(self) -> None:
+        """Load the initial config, wait for every model to serve, then open the ports."""
+        config = flags.initial_model_config(self.options)
+        if self.options.model_config_file:
+            self._config_text = Path(self.options.model_config_file).read_text()
+        await self.core.manager.apply_config(config)
+        await self._wait_until_available()
+        if self.options.rest_api_port:
+            self._runner = web.AppRunner(self.rest.make_app(), access_log=None)
+            await self._runner.setup()
+            site = web.TCPSite(self._runner, self.options.host, self.options.rest_api_port,
+                               shutdown_timeout=self._drain_seconds)
+            try:
+                await site.start()
+            except OSError as exc:
+                raise StartupError(f"cannot bind REST port {self.options.host}:{self.options.rest_api_port}: "
+                                   f"{exc.strerror}") from exc
+            log.info("REST API listening on http://%s:%d", self.options.host, self.options.rest_api_port)
+        if self.options.port:
+            self._grpc = grpc.aio.server(options=[("grpc.max_receive_message_length", -1),
+                                                  ("grpc.max_send_message_length", -1)])
+            add_services(self._grpc, self.core)
+            address = f"{self.options.host}:{self.options.port}"
+            try:
+                self._grpc.add_insecure_port(address)
+            except RuntimeError as exc:
+                raise StartupError(f"cannot bind gRPC port {address}") from exc
+            await self._grpc.start()
+            log.info("gRPC listening on %s", address)
+        self._tasks.append(asyncio.create_task(self._poll_versions()))
+        if self.options.model_config_file and self.options.model_config_file_poll_wait_seconds > 0:
+            self._tasks.append(asyncio.create_task(self._poll_config()))
+
+    async def _wait_until_available(self) -> None:
+        manager = self.core.manager
+        waited_log = False
+        while not manager.all_models_available():
+            failed = manager.failed_models()
+            if failed:
+                errors = "; ".join(f"{name}: {r.error_message}" for name in failed
+                                   for r in manager.models[name].versions.values())
+                raise StartupError(f"no version of {', '.join(failed)} could be loaded: {errors}")
+            if not waited_log:
+                missing = [n for n, e in manager.models.items() if not e.available()]
+                log.info("waiting for an AVAILABLE version of %s (no integer version directory with "
+                         "saved_model.pb yet under %s)", ", ".join(missing),
+                         ", ".join(manager.models[n].config.base_path for n in missing))
+                waited_log = True
+            await asyncio.sleep(self.options.file_system_poll_wait_seconds)
+            await manager.poll_once()
+
+    async def _poll_versions(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.file_system_poll_wait_seconds)
+            try:
+                await self.core.manager.poll_once()
+            except Exception:  # keep serving what is loaded; the next poll retries
+                log.exception("version poll failed")
+
+    async def _poll_config(self) -> None:
+        path = Path(self.options.model_config_file)
+        while True:
+            await asyncio.sleep(self.options.model_config_file_poll_wait_seconds)
+            try:
+                text = path.read_text()
+                if text == self._config_text:
+                    continue
+                config = flags.read_model_server_config(str(path))
+            except (OSError, ConfigError) as exc:
+                log.error("keeping the current model config: %s", exc)
+                continue
+            self._config_text = text
+            log.info("model config file changed: applying %d models", len(config.model_config_list.config))
+            await self.core.manager.apply_config(config)
+
+    async def stop(self) -> None:
+        """Graceful shutdown: refuse new work, finish in-flight requests, unload models."""
+        self.rest.draining = True
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        closing = []
+        if self._grpc is not None:
+            closing.append(self._grpc.stop(grace=self._drain_seconds))
+        if self._runner is not None:
+            closing.append(self._runner.cleanup())  # stops listening, waits for running handlers
+        await asyncio.gather(*closing)
+        await self.core.shutdown()
+        log.info("server stopped")

@@ -1,0 +1,120 @@
+"""One loaded SavedModel version: its SignatureDefs (as written in saved_model.pb) and callables.
+
+The SignatureDefs are read from the saved_model.pb proto rather than from the loaded object, because
+TF Serving's metadata and its classify/regress checks use the proto's `method_name`, which the TF2
+loader does not expose.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.framework import types_pb2
+from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
+
+from serving.errors import Code, ServingError, invalid_argument
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SIGNATURE = "serving_default"
+SERVE_TAG = "serve"
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorSpec:
+    """A signature input or output: its TF dtype enum and shape (-1 = unknown dim, None = unknown rank)."""
+
+    dtype: int
+    shape: tuple[int, ...] | None
+
+    @property
+    def is_string(self) -> bool:
+        return self.dtype == types_pb2.DT_STRING
+
+    @property
+    def numpy_dtype(self) -> np.dtype:
+        return np.dtype(object) if self.is_string else np.dtype(tf.dtypes.as_dtype(self.dtype).as_numpy_dtype)
+
+    @property
+    def type_name(self) -> str:
+        """TF's short dtype name, used in TF Serving's error messages ("float", "string", ...)."""
+        return tf.dtypes.as_dtype(self.dtype).name.replace("float32", "float").replace("float64", "double")
+
+
+@dataclasses.dataclass(frozen=True)
+class Signature:
+    """A callable signature with its proto facts."""
+
+    name: str
+    method_name: str
+    inputs: dict[str, TensorSpec]
+    outputs: dict[str, TensorSpec]
+    function: object  # a tf ConcreteFunction taking the input aliases as keyword arguments
+
+
+def _spec(info: meta_graph_pb2.TensorInfo) -> TensorSpec:
+    shape = None if info.tensor_shape.unknown_rank else tuple(d.size for d in info.tensor_shape.dim)
+    return TensorSpec(dtype=info.dtype, shape=shape)
+
+
+def read_meta_graph(export_dir: Path) -> meta_graph_pb2.MetaGraphDef:
+    """The `serve`-tagged MetaGraphDef of saved_model.pb. Raises ServingError if absent or unreadable."""
+    pb = export_dir / "saved_model.pb"
+    if not pb.is_file():
+        raise ServingError(Code.NOT_FOUND, f"Could not find SavedModel .pb or .pbtxt at supplied export directory path: {export_dir}")
+    saved_model = saved_model_pb2.SavedModel()
+    try:
+        saved_model.ParseFromString(pb.read_bytes())
+    except Exception as exc:  # a truncated or foreign file: DecodeError and friends
+        raise ServingError(Code.DATA_LOSS, f"Could not parse {pb}: {exc}") from exc
+    for meta_graph in saved_model.meta_graphs:
+        if SERVE_TAG in meta_graph.meta_info_def.tags:
+            return meta_graph
+    raise ServingError(Code.NOT_FOUND, f"Could not find meta graph def matching supplied tags: {{ serve }} in {export_dir}")
+
+
+class Servable:
+    """A loaded version. `run` is thread-safe and blocking: call it from a worker thread, never the event loop."""
+
+    def __init__(self, name: str, version: int, export_dir: Path) -> None:
+        self.name, self.version, self.export_dir = name, version, export_dir
+        meta_graph = read_meta_graph(export_dir)
+        self.signature_defs = meta_graph.signature_def
+        self._loaded = tf.saved_model.load(str(export_dir), tags=[SERVE_TAG])
+        self.signatures: dict[str, Signature] = {}
+        for key, sig_def in self.signature_defs.items():
+            if key.startswith("__") or key not in self._loaded.signatures:
+                continue  # __saved_model_init_op and friends are not callable signatures
+            self.signatures[key] = Signature(
+                name=key, method_name=sig_def.method_name,
+                inputs={k: _spec(v) for k, v in sig_def.inputs.items()},
+                outputs={k: _spec(v) for k, v in sig_def.outputs.items()},
+                function=self._loaded.signatures[key])
+
+    def signature(self, name: str) -> Signature:
+        """The named signature ("" = serving_default). Raises INVALID_ARGUMENT like TF Serving."""
+        key = name or DEFAULT_SIGNATURE
+        try:
+            return self.signatures[key]
+        except KeyError:
+            raise invalid_argument(f'Serving signature name: "{key}" not found in signature def') from None
+
+    def run(self, signature: Signature, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Call `signature` on numpy inputs; returns every output as a numpy array."""
+        feeds = {}
+        for alias, array in inputs.items():
+            spec = signature.inputs[alias]
+            try:
+                feeds[alias] = tf.convert_to_tensor(array, dtype=tf.dtypes.as_dtype(spec.dtype))
+            except (TypeError, ValueError) as exc:
+                raise invalid_argument(f"input {alias}: {exc}") from exc
+        try:
+            outputs = signature.function(**feeds)
+        except tf.errors.InvalidArgumentError as exc:
+            raise invalid_argument(exc.message) from exc
+        except tf.errors.OpError as exc:
+            raise ServingError(exc.error_code, exc.message) from exc
+        return {alias: tensor.numpy() for alias, tensor in outputs.items()}

@@ -1,0 +1,195 @@
+"""The REST front end: TF Serving's /v1 URLs, JSON bodies and status codes on aiohttp.
+
+Routing follows http_rest_api_util.cc: the two TF Serving regexes are matched case-insensitively on
+the raw (still percent-encoded) path, then the model name and label are URL-decoded. Anything else
+under /v1/ is 400 "Malformed request". Beyond /v1/ (as KServe and BentoML do): /healthz (liveness),
+/readyz (readiness) and the Prometheus path when monitoring is enabled.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+import urllib.parse
+from typing import Any
+
+from aiohttp import web
+from google.protobuf import json_format
+from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2
+
+from serving import codec
+from serving.core import ModelRef, ServingCore, observe_request
+from serving.errors import Code, ServingError, invalid_argument
+from serving.versions import VersionRecord
+
+log = logging.getLogger(__name__)
+
+PREDICTION_API = re.compile(
+    r"/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)", re.IGNORECASE)
+MODEL_STATUS_API = re.compile(
+    r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?", re.IGNORECASE)
+V1_PREFIX = re.compile(r"/v1/", re.IGNORECASE)
+JSON = "application/json"
+CORS_HEADERS = {"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Methods": "POST, GET",
+                "Access-Control-Allow-Headers": "Content-Type"}
+
+
+def status_response(name: str, records: list[VersionRecord]) -> get_model_status_pb2.GetModelStatusResponse:
+    """GetModelStatusResponse for version records (shared with gRPC)."""
+    response = get_model_status_pb2.GetModelStatusResponse()
+    for record in records:
+        entry = response.model_version_status.add()
+        entry.version = record.version
+        entry.state = get_model_status_pb2.ModelVersionStatus.State.Value(record.state)
+        entry.status.error_code = int(record.error_code)
+        entry.status.error_message = record.error_message
+    return response
+
+
+def metadata_response(core: ServingCore, ref: ModelRef) -> get_model_metadata_pb2.GetModelMetadataResponse:
+    """GetModelMetadataResponse with the servable's full SignatureDefMap (shared with gRPC)."""
+    servable = core.servable(ref)
+    response = get_model_metadata_pb2.GetModelMetadataResponse()
+    response.model_spec.name = servable.name
+    response.model_spec.version.value = servable.version
+    sig_map = get_model_metadata_pb2.SignatureDefMap()
+    for key, sig_def in servable.signature_defs.items():
+        sig_map.signature_def[key].CopyFrom(sig_def)
+    response.metadata["signature_def"].Pack(sig_map)
+    return response
+
+
+def _metadata_json(response: get_model_metadata_pb2.GetModelMetadataResponse) -> bytes:
+    # Same assembly as TF Serving's ToJsonString: field names preserved, defaults printed.
+    sig_map = get_model_metadata_pb2.SignatureDefMap()
+    response.metadata["signature_def"].Unpack(sig_map)
+    opts = dict(preserving_proto_field_name=True, including_default_value_fields=True)
+    return codec.dumps({"model_spec": json_format.MessageToDict(response.model_spec, **opts),
+                        "metadata": {"signature_def": json_format.MessageToDict(sig_map, **opts)}})
+
+
+class RestApi:
+    """aiohttp handlers bound to one ServingCore."""
+
+    def __init__(self, core: ServingCore) -> None:
+        self.core = core
+        self.draining = False
+        options = core.options
+        self._timeout = options.rest_api_timeout_in_ms / 1000 if options.rest_api_timeout_in_ms > 0 else None
+        self._cors = options.rest_api_enable_cors_support
+        self._prometheus_path = options.prometheus_path
+
+    def make_app(self) -> web.Application:
+        app = web.Application(client_max_size=self.core.options.rest_api_max_body_bytes)
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        return app
+
+    def _json(self, status: int, body: bytes) -> web.Response:
+        response = web.Response(status=status, body=body, content_type=JSON)
+        if self._cors:
+            response.headers.update(CORS_HEADERS)
+        return response
+
+    def _error(self, error: ServingError) -> web.Response:
+        return self._json(error.http_status, codec.dumps({"error": error.message}))
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        path = request.rel_url.raw_path
+        if request.method == "OPTIONS" and self._cors:
+            return web.Response(status=204, headers=CORS_HEADERS)
+        if V1_PREFIX.match(path):
+            return await self._v1(request, path)
+        if request.method == "GET" and path == "/healthz":
+            return self._json(200, b'{"status":"alive"}')
+        if request.method == "GET" and path == "/readyz":
+            ready = not self.draining and self.core.manager.all_models_available()
+            return self._json(200 if ready else 503, codec.dumps({"ready": ready}))
+        if request.method == "GET" and self._prometheus_path and path == self._prometheus_path:
+            return web.Response(body=self.core.metrics.render().encode(), content_type="text/plain",
+                                charset="utf-8")
+        return web.Response(status=404, text="404 Not Found")
+
+    async def _v1(self, request: web.Request, path: str) -> web.Response:
+        malformed = invalid_argument(f"Malformed request: {request.method} {path}")
+        try:
+            if request.method == "POST" and (m := PREDICTION_API.fullmatch(path)):
+                name, version, label, method = m.groups()
+                try:
+                    body = await request.read()
+                except web.HTTPRequestEntityTooLarge:
+                    return self._json(413, codec.dumps(
+                        {"error": f"Request body larger than {self.core.options.rest_api_max_body_bytes} bytes"}))
+                ref = self._ref(name, version, label)
+                return await self._predictionish(ref, method.lower(), body)
+            if request.method == "GET" and (m := MODEL_STATUS_API.fullmatch(path)):
+                name, version, label, sub = m.groups()
+                if not name:
+                    raise invalid_argument("Missing model name in request.")
+                ref = self._ref(name, version, label)
+                if sub:
+                    return self._json(200, _metadata_json(metadata_response(self.core, ref)))
+                records = self.core.manager.status(ref.name, ref.version, ref.label)
+                body = json_format.MessageToJson(status_response(ref.name, records),
+                                                 including_default_value_fields=True, indent=1)
+                return self._json(200, body.encode())
+            raise malformed
+        except ServingError as error:
+            return self._error(error)
+        except Exception as exc:  # a bug must still answer in TF Serving's error shape
+            log.exception("internal error on %s %s", request.method, path)
+            return self._error(ServingError(Code.INTERNAL, f"{type(exc).__name__}: {exc}"))
+
+    @staticmethod
+    def _ref(name: str, version: str | None, label: str | None) -> ModelRef:
+        if version and int(version) >= 2**63:
+            raise invalid_argument(f"Failed to convert version: {version} to numeric.")
+        return ModelRef(name=urllib.parse.unquote(name), version=int(version) if version else None,
+                        label=urllib.parse.unquote(label) if label else None)
+
+    async def _predictionish(self, ref: ModelRef, method: str, body: bytes) -> web.Response:
+        started = time.perf_counter()
+        error: ServingError | None = None
+        try:
+            coro = {"predict": self._predict, "classify": self._classify, "regress": self._regress}[method]
+            try:
+                doc = await asyncio.wait_for(coro(ref, body), self._timeout)
+            except asyncio.TimeoutError:
+                raise ServingError(Code.DEADLINE_EXCEEDED, "Deadline Exceeded") from None
+            return self._json(200, codec.dumps(doc))
+        except ServingError as exc:
+            error = exc
+            return self._error(exc)
+        except Exception as exc:
+            log.exception("internal error in %s", method)
+            error = ServingError(Code.INTERNAL, f"{type(exc).__name__}: {exc}")
+            return self._error(error)
+        finally:
+            observe_request(self.core.metrics, ref.name, method, "REST", started, error)
+
+    async def _predict(self, ref: ModelRef, body: bytes) -> dict[str, Any]:
+        doc = codec.parse_json_body(body)  # JSON first: bad JSON is 400 even for an unknown model
+        signature_name = codec.signature_name_of(doc)
+        servable = self.core.servable(ref)
+        signature = servable.signature(signature_name)
+        inputs, row_format = codec.parse_predict_request(doc, signature.inputs)
+        _, _, outputs = await self.core.predict(ref, signature_name, inputs, servable=servable)
+        return codec.predict_response(outputs, row_format)
+
+    async def _classify(self, ref: ModelRef, body: bytes) -> dict[str, Any]:
+        doc = codec.parse_json_body(body)
+        signature_name = codec.signature_name_of(doc)
+        _, _, classes, scores = await self.core.classify(ref, signature_name, codec.parse_examples(doc))
+        rows = (scores if scores is not None else classes).shape[0]
+        width = (scores if scores is not None else classes).shape[1]
+        results = []
+        for i in range(rows):
+            results.append([[classes[i, j].decode("utf-8", "replace") if classes is not None else "",
+                             float(scores[i, j]) if scores is not None else 0.0] for j in range(width)])
+        return {"results": results}
+
+    async def _regress(self, ref: ModelRef, body: bytes) -> dict[str, Any]:
+        doc = codec.parse_json_body(body)
+        signature_name = codec.signature_name_of(doc)
+        _, _, values = await self.core.regress(ref, signature_name, codec.parse_examples(doc))
+        return {"results": [float(v) for v in values]}

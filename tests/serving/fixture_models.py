@@ -1,0 +1,96 @@
+"""Small SavedModels in the TF Serving layout, shaped like the ones lenspipe's pipeline pushes.
+
+`serving_default(image_bytes)` decodes PNG bytes inside the graph and returns probabilities, class_id
+and label (plus `model_version`, so tests can tell which version answered); `serving_examples`,
+`classification` (method_name rewritten to tensorflow/serving/classify), `regression` (.../regress),
+and two extra signatures for codec corners: `echo` (a `_bytes` output) and `add` (two inputs).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
+
+LABELS = ["zero", "one", "two"]
+SIDE = 8
+
+
+class DemoModel(tf.Module):
+    def __init__(self, version: int) -> None:
+        super().__init__()
+        rng = np.random.RandomState(7)
+        self.w = tf.Variable(rng.randn(SIDE * SIDE, len(LABELS)).astype(np.float32))
+        self.b = tf.Variable(np.float32(version) * np.array([0.5, -0.25, 0.1], np.float32))
+        self.labels = tf.constant(LABELS)
+        self.version = version
+
+    def _from_images(self, image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
+        def decode(b: tf.Tensor) -> tf.Tensor:
+            image = tf.cast(tf.io.decode_png(b, channels=1), tf.float32) / 255.0
+            return tf.image.resize(image, [SIDE, SIDE])
+        images = tf.map_fn(decode, image_bytes, fn_output_signature=tf.TensorSpec([SIDE, SIDE, 1], tf.float32))
+        probs = tf.nn.softmax(tf.reshape(images, [-1, SIDE * SIDE]) @ self.w + self.b)
+        class_id = tf.argmax(probs, axis=1)
+        return {"probabilities": probs, "class_id": class_id, "label": tf.gather(self.labels, class_id),
+                "model_version": tf.fill(tf.shape(class_id), tf.constant(self.version, tf.int64))}
+
+    def _images_from_examples(self, examples: tf.Tensor) -> tf.Tensor:
+        parsed = tf.io.parse_example(examples, {"image": tf.io.FixedLenFeature([], tf.string)})
+        return parsed["image"]
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def serve(self, image_bytes):
+        return self._from_images(image_bytes)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def serve_examples(self, examples):
+        return self._from_images(self._images_from_examples(examples))
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def classify(self, inputs):
+        probs = self._from_images(self._images_from_examples(inputs))["probabilities"]
+        classes = tf.tile(self.labels[tf.newaxis, :], [tf.shape(probs)[0], 1])
+        return {"classes": classes, "scores": probs}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def regress(self, inputs):
+        return {"outputs": self._from_images(self._images_from_examples(inputs))["probabilities"][:, 0]}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def echo(self, text):
+        return {"text_bytes": text, "length": tf.strings.length(text)}
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32), tf.TensorSpec([None], tf.float32)])
+    def add(self, a, b):
+        return {"sum": a + b[:, tf.newaxis]}
+
+
+def save_demo_model(export_dir: Path, version: int) -> Path:
+    """Write a DemoModel SavedModel to export_dir and rewrite classify/regress method names."""
+    model = DemoModel(version)
+    tf.saved_model.save(model, str(export_dir), signatures={
+        "serving_default": model.serve, "serving_examples": model.serve_examples,
+        "classification": model.classify, "regression": model.regress, "echo": model.echo, "add": model.add})
+    pb = export_dir / "saved_model.pb"
+    saved = saved_model_pb2.SavedModel()
+    saved.ParseFromString(pb.read_bytes())
+    sigs = saved.meta_graphs[0].signature_def
+    sigs["classification"].method_name = "tensorflow/serving/classify"
+    sigs["regression"].method_name = "tensorflow/serving/regress"
+    pb.write_bytes(saved.SerializeToString())
+    return export_dir
+
+
+def png_bytes(seed: int, side: int = 12) -> bytes:
+    """A deterministic grayscale PNG."""
+    rng = np.random.RandomState(seed)
+    pixels = rng.randint(0, 256, size=(side, side, 1), dtype=np.uint8)
+    return tf.io.encode_png(pixels).numpy()
+
+
+def example_bytes(image: bytes) -> bytes:
+    """A serialized tf.Example with the `image` feature the examples signatures parse."""
+    feature = tf.train.Feature(bytes_list=tf.train.BytesList(value=[image]))
+    return tf.train.Example(features=tf.train.Features(feature={"image": feature})).SerializeToString()
