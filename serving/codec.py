@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,7 @@ from serving.errors import invalid_argument
 from serving.servable import TensorSpec
 
 _DUMPS_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
+_WEBSAFE_B64 = re.compile(r"[A-Za-z0-9_-]*={0,2}")
 
 
 def parse_json_body(body: bytes) -> dict[str, Any]:
@@ -54,10 +56,13 @@ def _decode_b64(value: dict[str, Any]) -> bytes:
     try:
         return base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError):
-        try:  # TF Serving also accepts the web-safe alphabet
+        pass
+    if _WEBSAFE_B64.fullmatch(encoded):  # TF Serving also accepts the web-safe alphabet
+        try:
             return base64.urlsafe_b64decode(encoded)
         except (binascii.Error, ValueError):
-            raise invalid_argument(f"Unable to base64 decode: {encoded[:40]}") from None
+            pass
+    raise invalid_argument(f"Unable to base64 decode: {encoded[:40]}")
 
 
 def _string_leaf(value: Any, alias: str) -> bytes:

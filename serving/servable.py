@@ -76,6 +76,13 @@ def read_meta_graph(export_dir: Path) -> meta_graph_pb2.MetaGraphDef:
     raise ServingError(Code.NOT_FOUND, f"Could not find meta graph def matching supplied tags: {{ serve }} in {export_dir}")
 
 
+def _op_message(message: str) -> str:
+    # Eager tracebacks wrap the op's own message in "Graph execution error: Detected at node ...";
+    # clients get the op's message, as TF Serving's Session::Run returns it.
+    marker = "<stack traces unavailable>\n"
+    return message.split(marker, 1)[1].strip() if marker in message else message
+
+
 class Servable:
     """A loaded version. `run` is thread-safe and blocking: call it from a worker thread, never the event loop."""
 
@@ -113,8 +120,6 @@ class Servable:
                 raise invalid_argument(f"input {alias}: {exc}") from exc
         try:
             outputs = signature.function(**feeds)
-        except tf.errors.InvalidArgumentError as exc:
-            raise invalid_argument(exc.message) from exc
         except tf.errors.OpError as exc:
-            raise ServingError(exc.error_code, exc.message) from exc
+            raise ServingError(exc.error_code, _op_message(exc.message)) from exc
         return {alias: tensor.numpy() for alias, tensor in outputs.items()}

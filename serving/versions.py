@@ -138,14 +138,16 @@ class ModelManager:
         async with entry.lock:
             base = Path(entry.config.base_path)
             on_disk = await asyncio.get_running_loop().run_in_executor(self._executor, discover_versions, base)
-            failed = {v for v, r in entry.versions.items()
-                      if r.error_code != Code.OK and r.pb_mtime_ns == on_disk.get(v)}
-            aspired = aspired_versions(entry.config, set(on_disk) - failed)
-            # Newest first, so the default version moves forward as soon as possible.
-            for version in sorted(aspired, reverse=True):
-                record = entry.versions.get(version)
-                if record is None or record.state not in (AVAILABLE, LOADING):
+            while True:  # a failed load makes the policy pick again among the remaining versions
+                failed = {v for v, r in entry.versions.items()
+                          if r.error_code != Code.OK and r.pb_mtime_ns == on_disk.get(v)}
+                aspired = aspired_versions(entry.config, set(on_disk) - failed)
+                to_load = [v for v in sorted(aspired, reverse=True)  # newest first: the default moves soonest
+                           if entry.versions.get(v) is None or entry.versions[v].state not in (AVAILABLE, LOADING)]
+                for version in to_load:
                     await self._load(entry, version, base / str(version), on_disk[version])
+                if all(entry.versions[v].error_code == Code.OK for v in to_load):
+                    break
             settled = all(entry.versions[v].state == AVAILABLE or entry.versions[v].error_code != Code.OK
                           for v in aspired)
             serving_aspired = any(entry.versions[v].state == AVAILABLE for v in aspired)
