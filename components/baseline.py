@@ -1,0 +1,42 @@
+"""PreviousBlessedModelStrategy: the baseline for the Evaluator's change threshold.
+
+TFX's LatestBlessedModelStrategy returns the newest blessed model, which on a
+re-run with nothing changed is the (cached) candidate itself: the Evaluator then
+compares the model with itself, re-executes, and the Pusher pushes a duplicate.
+This strategy also takes the candidate channel and skips it, so the baseline is
+the newest blessed model *other than the candidate*, and an unchanged re-run is
+a full cache hit.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import ml_metadata as mlmd
+from tfx import types
+from tfx.dsl.components.common import resolver
+
+MODEL_KEY = "model"
+MODEL_BLESSING_KEY = "model_blessing"
+CANDIDATE_KEY = "candidate"
+
+_CURRENT_MODEL_ID = "current_model_id"
+_BLESSED = "blessed"
+
+
+class PreviousBlessedModelStrategy(resolver.ResolverStrategy):
+    """Newest blessed Model (and its ModelBlessing) that is not the current candidate."""
+
+    def resolve_artifacts(
+        self, store: mlmd.MetadataStore, input_dict: dict[str, list[types.Artifact]]
+    ) -> Optional[dict[str, list[types.Artifact]]]:
+        candidates = {a.id for a in input_dict.get(CANDIDATE_KEY, [])}
+        blessings = {
+            b.get_int_custom_property(_CURRENT_MODEL_ID): b
+            for b in input_dict.get(MODEL_BLESSING_KEY, [])
+            if b.get_int_custom_property(_BLESSED) == 1
+        }
+        for model in sorted(input_dict.get(MODEL_KEY, []), key=lambda a: a.id, reverse=True):
+            if model.id in blessings and model.id not in candidates:
+                return {MODEL_KEY: [model], MODEL_BLESSING_KEY: [blessings[model.id]], CANDIDATE_KEY: []}
+        return {MODEL_KEY: [], MODEL_BLESSING_KEY: [], CANDIDATE_KEY: []}

@@ -1,0 +1,184 @@
+"""lenspipe: the command line.
+
+  lenspipe run [--data DIR] [--config FILE] [--no-cache] [--set section.field=value ...]
+  lenspipe serve ...     (TF Serving flags; see serving/)
+  lenspipe predict ...   (client for a running server)
+  lenspipe config        (print the effective config as YAML)
+
+Errors a user can fix end in one line naming the file or field, exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+EXIT_USAGE = 2
+EXIT_FAILED = 1
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE", help="YAML or JSON file with config sections (see `lenspipe config`).")
+    p.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+        help="Override any config field, e.g. --set trainer.epochs=10 (repeatable).",
+    )
+    p.add_argument("--data", metavar="DIR", help="Image folder <DIR>/<class>/<image> (or TFRecords with --set data.format=tfrecord).")
+    p.add_argument("--work-dir", metavar="DIR", help="Pipeline root, metadata, logs (default ./lenspipe-work).")
+    p.add_argument("--serving-dir", metavar="DIR", help="Where versions are pushed (default <work-dir>/serving).")
+    p.add_argument("--model-name", help="Model name: versions go to <serving-dir>/<model-name>/<N>.")
+    p.add_argument("--no-cache", action="store_true", help="Re-execute every component.")
+    p.add_argument("--image-size", type=int, metavar="PX", help="Square model input size (sets image.height and image.width).")
+    p.add_argument("--channels", type=int, choices=(1, 3), help="1 = greyscale, 3 = RGB.")
+    p.add_argument("--trials", type=int, help="KerasTuner trials (tuner.max_trials).")
+    p.add_argument("--epochs", type=int, help="Trainer epochs (trainer.epochs).")
+    p.add_argument("--min-accuracy", type=float, help="Accuracy needed to bless (evaluator.min_accuracy).")
+    p.add_argument("--seed", type=int, help="Seed for splits-independent randomness (runtime.seed).")
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in args.overrides:
+        if "=" not in item:
+            raise SystemExit(f"lenspipe: --set {item!r}: expected SECTION.FIELD=VALUE, e.g. trainer.epochs=10")
+        key, value = item.split("=", 1)
+        out[key.strip()] = value
+    shortcuts = {
+        "data.root": args.data,
+        "runtime.work_dir": args.work_dir,
+        "pusher.serving_model_dir": args.serving_dir,
+        "pusher.model_name": args.model_name,
+        "image.height": args.image_size,
+        "image.width": args.image_size,
+        "image.channels": args.channels,
+        "tuner.max_trials": args.trials,
+        "trainer.epochs": args.epochs,
+        "evaluator.min_accuracy": args.min_accuracy,
+        "runtime.seed": args.seed,
+    }
+    out.update({k: v for k, v in shortcuts.items() if v is not None})
+    if args.no_cache:
+        out["runtime.enable_cache"] = False
+    return out
+
+
+def _load(args: argparse.Namespace):
+    from pipeline.config import ConfigError, load_config
+
+    try:
+        return load_config(args.config, _overrides(args))
+    except ConfigError as e:
+        raise SystemExit(f"lenspipe: config: {e}") from None
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    import yaml
+
+    cfg = _load(args)
+    print(yaml.safe_dump(cfg.model_dump(), sort_keys=False), end="")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    from pipeline import datasets
+
+    if cfg.data.root is None:
+        data_root = cfg.work_path / "data" / (
+            "digits" if cfg.data.embedded_per_class is None else f"digits-{cfg.data.embedded_per_class}"
+        )
+        print(f"lenspipe: embedded dataset: scikit-learn digits -> {data_root}", file=sys.stderr)
+        datasets.write_digits(data_root, per_class=cfg.data.embedded_per_class)
+    else:
+        data_root = Path(cfg.data.root).expanduser().resolve()
+        if not data_root.is_dir():
+            raise SystemExit(f"lenspipe: --data {cfg.data.root}: not a directory; give a folder of <class>/<image> files")
+    num_classes = None
+    if cfg.data.format == "images" and cfg.data.span_pattern is None:
+        num_classes = sum(1 for p in data_root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        if num_classes < 2:
+            raise SystemExit(
+                f"lenspipe: --data {data_root}: found {num_classes} class folder(s); need at least 2 "
+                "sub-folders, one per class (<DIR>/<class>/<image>)"
+            )
+    return _run_pipeline(cfg, str(data_root), num_classes)
+
+
+def _run_pipeline(cfg, data_root: str, num_classes: Optional[int]) -> int:
+    from pipeline import report
+    from pipeline.runners import local
+
+    log_file = cfg.work_path / "logs" / "last-run.log"
+    print(
+        f"lenspipe: running pipeline '{cfg.runtime.pipeline_name}' on {data_root} "
+        f"(cache {'on' if cfg.runtime.enable_cache else 'off'}, seed {cfg.runtime.seed}); log: {log_file}",
+        file=sys.stderr,
+    )
+    paths = local.LocalPaths.from_config(cfg)
+    error: Optional[BaseException] = None
+    try:
+        local.run(cfg, data_root, num_classes=num_classes, log_file=log_file)
+    except Exception as e:  # noqa: BLE001 - summarised below, full traceback in the log
+        error = e
+        logging.getLogger("lenspipe").debug("pipeline failed", exc_info=True)
+    run_id = report.latest_run_id(str(paths.metadata_path), cfg.runtime.pipeline_name)
+    summary = report.read_run(str(paths.metadata_path), run_id) if run_id else None
+    if summary is not None:
+        names = report.class_names_of(os.path.join(summary.pushed_path)) if summary.pushed_path else []
+        print("\n" + report.format_summary(summary, names))
+    if error is not None:
+        print(f"\nlenspipe: run failed: {_root_message(error)}", file=sys.stderr)
+        print(f"lenspipe: full log: {log_file}", file=sys.stderr)
+        return EXIT_FAILED
+    if summary is not None and summary.pushed:
+        print(f"\nServe it:  lenspipe serve --model_name {cfg.pusher.model_name} --model_base_path {paths.serving_model_dir}")
+    return 0
+
+
+def _root_message(error: BaseException) -> str:
+    """The most specific message in an exception chain (Beam wraps component errors)."""
+    from components.data_gate import DataGateFailed
+
+    seen = error
+    while seen is not None:
+        if isinstance(seen, DataGateFailed):
+            return str(seen)
+        seen = seen.__cause__ or seen.__context__
+    text = str(error).strip()
+    for line in text.splitlines():
+        if "DataGateFailed" in line or line.startswith("data gate:"):
+            return text[text.index(line):]
+    return text.splitlines()[-1] if text else type(error).__name__
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lenspipe", description="Image classification from a folder of images to TF Serving.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run_p = sub.add_parser("run", help="Run the whole pipeline locally (BeamDagRunner, MLMD on SQLite).")
+    _add_config_args(run_p)
+    run_p.set_defaults(func=cmd_run)
+    cfg_p = sub.add_parser("config", help="Print the effective configuration (defaults + file + overrides).")
+    _add_config_args(cfg_p)
+    cfg_p.set_defaults(func=cmd_config)
+    sub.add_parser("serve", help="Serve a model base path over TF Serving's REST and gRPC APIs.", add_help=False)
+    sub.add_parser("predict", help="Send images to a running server and print label and probability.", add_help=False)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("serve", "predict"):
+        from serving import cli as serving_cli
+
+        return (serving_cli.serve_main if argv[0] == "serve" else serving_cli.predict_main)(argv[1:])
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

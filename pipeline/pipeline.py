@@ -1,0 +1,240 @@
+"""create_pipeline: the one pure pipeline factory.
+
+It takes every path, threshold and module reference as an argument and returns a
+``tfx.dsl.Pipeline``; it reads no environment and no files. Runners
+(pipeline/runners/) supply paths, the metadata connection and Beam arguments.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+import tensorflow_model_analysis as tfma
+from tensorflow_data_validation.statistics import stats_options as tfdv_options
+from tensorflow_metadata.proto.v0 import schema_pb2
+from tfx import v1 as tfx
+
+from components.baseline import CANDIDATE_KEY, MODEL_BLESSING_KEY, MODEL_KEY, PreviousBlessedModelStrategy
+from components.data_gate import DataGate
+from components.image_example_gen.component import ImageExampleGen, make_input_config, make_output_config
+from components.versioned_pusher import VersionedPusher
+from pipeline import features
+from pipeline.config import LenspipeConfig
+
+PREPROCESSING_FN = "transform.preprocessing.preprocessing_fn"
+TUNER_FN = "trainer.tuner.tuner_fn"
+RUN_FN = "trainer.task.run_fn"
+
+ACCURACY = "accuracy"
+EVAL_SPLIT = "test"  # the Evaluator gates on the held-out split, never seen by tuning or early stopping
+
+
+def stats_options() -> tfdv_options.StatsOptions:
+    """TFDV options: statistics for the image properties and the image bytes as bytes.
+
+    Per-file paths are left out (unique per image: they would become a string
+    domain on small data and every new file an anomaly); the encoded image is
+    marked with image_domain so TFDV does not try to read it as UTF-8 text.
+    """
+    schema = schema_pb2.Schema()
+    image = schema.feature.add(name=features.IMAGE_KEY, type=schema_pb2.BYTES)
+    image.image_domain.SetInParent()
+    return tfdv_options.StatsOptions(
+        schema=schema,
+        feature_allowlist=[features.IMAGE_KEY, *features.STATS_FEATURES],
+    )
+
+
+def eval_config(cfg: LenspipeConfig, num_classes: Optional[int]) -> tfma.EvalConfig:
+    """TFMA config: metrics by slice, the value gate overall and the change gate against the baseline."""
+    overall = tfma.SlicingSpec()
+    by_label = tfma.SlicingSpec(feature_keys=[features.LABEL_NAME_KEY])
+    slices = [
+        overall,
+        by_label,
+        tfma.SlicingSpec(feature_keys=[features.BRIGHTNESS_BUCKET_KEY]),
+        tfma.SlicingSpec(feature_keys=[features.SIZE_BUCKET_KEY]),
+    ]
+    accuracy = tfma.MetricConfig(class_name="SparseCategoricalAccuracy", config=f'{{"name": "{ACCURACY}"}}')
+    # Thresholds are checked on every slice they name: the overall slice carries the
+    # value and change gates; per-class recall (accuracy on a label slice) only if asked.
+    accuracy.per_slice_thresholds.append(
+        tfma.PerSliceMetricThreshold(
+            slicing_specs=[overall],
+            threshold=tfma.MetricThreshold(
+                value_threshold=tfma.GenericValueThreshold(lower_bound={"value": cfg.evaluator.min_accuracy}),
+                change_threshold=tfma.GenericChangeThreshold(
+                    direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+                    absolute={"value": -cfg.evaluator.max_accuracy_drop},
+                ),
+            ),
+        )
+    )
+    if cfg.evaluator.min_class_recall is not None:
+        accuracy.per_slice_thresholds.append(
+            tfma.PerSliceMetricThreshold(
+                slicing_specs=[by_label],
+                threshold=tfma.MetricThreshold(
+                    value_threshold=tfma.GenericValueThreshold(lower_bound={"value": cfg.evaluator.min_class_recall})
+                ),
+            )
+        )
+    metrics_specs = [
+        tfma.MetricsSpec(
+            metrics=[
+                tfma.MetricConfig(class_name="ExampleCount"),
+                accuracy,
+                tfma.MetricConfig(class_name="MultiClassConfusionMatrixPlot"),
+            ]
+        )
+    ]
+    if num_classes:
+        metrics_specs.append(
+            tfma.MetricsSpec(
+                metrics=[tfma.MetricConfig(class_name="Precision"), tfma.MetricConfig(class_name="Recall")],
+                binarize=tfma.BinarizationOptions(class_ids={"values": list(range(num_classes))}),
+            )
+        )
+    return tfma.EvalConfig(
+        model_specs=[
+            tfma.ModelSpec(
+                signature_name=features.EXAMPLES_SIGNATURE,
+                model_type="tf_generic",
+                label_key=features.transformed_name(features.LABEL_NAME_KEY),
+                prediction_key=features.PROBABILITIES_OUTPUT,
+                preprocessing_function_names=[features.TRANSFORM_SIGNATURE],
+            )
+        ],
+        slicing_specs=slices,
+        metrics_specs=metrics_specs,
+    )
+
+
+def create_pipeline(
+    cfg: LenspipeConfig,
+    *,
+    data_root: str,
+    pipeline_root: str,
+    serving_model_dir: str,
+    metadata_connection_config: Any = None,
+    beam_pipeline_args: Optional[Sequence[str]] = None,
+    num_classes: Optional[int] = None,
+    code_version: str = "",
+    baseline: str = "previous",
+) -> tfx.dsl.Pipeline:
+    """Build the lenspipe pipeline.
+
+    ``data_root`` holds the images (or TFRecords); ``serving_model_dir`` is the model
+    base path the Pusher writes versions into. ``num_classes``, when known, adds
+    per-class precision/recall to the evaluation. ``code_version`` (a hash of the
+    transform and trainer sources) goes into the custom configs so that a code
+    change invalidates the cache even though the code is referenced by dotted path.
+    ``baseline`` = "previous" (skip the candidate; local and Airflow) or "latest"
+    (TFX's LatestBlessedModelStrategy, the one Kubeflow V2 compiles).
+    """
+    example_gen = ImageExampleGen(
+        input_base=data_root,
+        input_config=make_input_config(cfg.data.span_pattern, cfg.data.format),
+        output_config=make_output_config(cfg.data.split_train, cfg.data.split_eval, cfg.data.split_test),
+        input_format=cfg.data.format,
+    )
+    examples = example_gen.outputs["examples"]
+    statistics_gen = tfx.components.StatisticsGen(examples=examples, stats_options=stats_options())
+    if cfg.data.schema_file:
+        schema_gen = tfx.components.ImportSchemaGen(schema_file=cfg.data.schema_file)
+    else:
+        schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
+    schema = schema_gen.outputs["schema"]
+    example_validator = tfx.components.ExampleValidator(statistics=statistics_gen.outputs["statistics"], schema=schema)
+    data_gate = DataGate(anomalies=example_validator.outputs["anomalies"])
+
+    image_cfg = {"height": cfg.image.height, "width": cfg.image.width, "channels": cfg.image.channels}
+    transform = tfx.components.Transform(
+        examples=examples,
+        schema=schema,
+        preprocessing_fn=PREPROCESSING_FN,
+        materialize=False,
+        disable_statistics=True,
+        custom_config={
+            "image_height": cfg.image.height,
+            "image_width": cfg.image.width,
+            "image_channels": cfg.image.channels,
+            "code_version": code_version,
+        },
+    )
+    transform.add_upstream_node(data_gate)  # nothing is transformed, trained or pushed past a failed gate
+
+    model_config = {
+        "trainer": cfg.trainer.model_dump(),
+        "tuner": cfg.tuner.model_dump(),
+        "image": image_cfg,
+        "seed": cfg.runtime.seed,
+        "code_version": code_version,
+    }
+    train_args = tfx.proto.TrainArgs(splits=["train"])
+    eval_args = tfx.proto.EvalArgs(splits=["eval"])
+    components: list[Any] = [example_gen, statistics_gen, schema_gen, example_validator, data_gate, transform]
+    hyperparameters = None
+    if cfg.tuner.enabled:
+        tuner = tfx.components.Tuner(
+            tuner_fn=TUNER_FN,
+            examples=examples,
+            transform_graph=transform.outputs["transform_graph"],
+            schema=schema,
+            train_args=train_args,
+            eval_args=eval_args,
+            custom_config=model_config,
+        )
+        components.append(tuner)
+        hyperparameters = tuner.outputs["best_hyperparameters"]
+    trainer = tfx.components.Trainer(
+        run_fn=RUN_FN,
+        examples=examples,
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema,
+        hyperparameters=hyperparameters,
+        train_args=train_args,
+        eval_args=eval_args,
+        custom_config=model_config,
+    )
+    if baseline == "previous":
+        baseline_resolver = tfx.dsl.Resolver(
+            strategy_class=PreviousBlessedModelStrategy,
+            **{
+                MODEL_KEY: tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+                MODEL_BLESSING_KEY: tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+                CANDIDATE_KEY: trainer.outputs["model"],
+            },
+        ).with_id("baseline_resolver")
+    elif baseline == "latest":
+        baseline_resolver = tfx.dsl.Resolver(
+            strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+            model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+            model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+        ).with_id("baseline_resolver")
+    else:
+        raise ValueError(f"baseline must be 'previous' or 'latest', got {baseline!r}")
+    evaluator = tfx.components.Evaluator(
+        examples=examples,
+        model=trainer.outputs["model"],
+        baseline_model=baseline_resolver.outputs[MODEL_KEY],
+        schema=schema,
+        eval_config=eval_config(cfg, num_classes),
+        example_splits=[EVAL_SPLIT],
+    )
+    pusher = VersionedPusher(
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],  # always wired: Cond is ignored under Airflow
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)
+        ),
+    )
+    components += [trainer, baseline_resolver, evaluator, pusher]
+    return tfx.dsl.Pipeline(
+        pipeline_name=cfg.runtime.pipeline_name,
+        pipeline_root=pipeline_root,
+        components=components,
+        enable_cache=cfg.runtime.enable_cache,
+        metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=list(beam_pipeline_args or []),
+    )

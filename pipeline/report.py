@@ -1,0 +1,308 @@
+"""The run summary: read one pipeline run back from MLMD and its artifacts.
+
+Everything printed at the end of ``lenspipe run`` comes from here: the state of
+every node (executed, cached, failed), counts per split, rejected files,
+anomalies, the best tuning trial, metrics overall and the worst slice, whether
+the model was blessed and why, and where it was pushed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import ml_metadata as mlmd
+from ml_metadata.proto import metadata_store_pb2
+
+from pipeline import features
+
+_STATE_NAMES = {v: k.lower() for k, v in metadata_store_pb2.Execution.State.items()}
+
+
+@dataclass
+class SliceMetric:
+    slice_name: str  # "overall" or "feature=value"
+    accuracy: float
+    count: int
+
+
+@dataclass
+class RunSummary:
+    """What one pipeline run did, as read from MLMD."""
+
+    run_id: str
+    node_states: dict[str, str] = field(default_factory=dict)  # node id -> complete | cached | failed ...
+    split_counts: dict[str, int] = field(default_factory=dict)
+    rejected: list[dict[str, str]] = field(default_factory=list)
+    anomalies: list[str] = field(default_factory=list)
+    best_hyperparameters: dict[str, Any] = field(default_factory=dict)
+    best_trial_score: Optional[float] = None
+    overall: Optional[SliceMetric] = None
+    worst_slice: Optional[SliceMetric] = None
+    slices: list[SliceMetric] = field(default_factory=list)
+    per_class: dict[str, dict[str, float]] = field(default_factory=dict)  # class id -> precision/recall
+    blessed: Optional[bool] = None
+    blessing_reason: str = ""
+    pushed: Optional[bool] = None
+    pushed_path: str = ""
+    pushed_version: str = ""
+
+    @property
+    def executed(self) -> list[str]:
+        return sorted(n for n, s in self.node_states.items() if s in ("complete", "running", "new"))
+
+    @property
+    def cached(self) -> list[str]:
+        return sorted(n for n, s in self.node_states.items() if s == "cached")
+
+    @property
+    def failed(self) -> list[str]:
+        return sorted(n for n, s in self.node_states.items() if s == "failed")
+
+
+def _store(metadata_path: str) -> mlmd.MetadataStore:
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = metadata_path
+    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    return mlmd.MetadataStore(config)
+
+
+def latest_run_id(metadata_path: str, pipeline_name: str) -> Optional[str]:
+    """The newest pipeline_run context of ``pipeline_name``, or None."""
+    if not os.path.exists(metadata_path):
+        return None
+    store = _store(metadata_path)
+    runs = store.get_contexts_by_type("pipeline_run")
+    pipeline = store.get_context_by_type_and_name("pipeline", pipeline_name)
+    if pipeline is None:
+        return None
+    mine = {c.id for c in store.get_children_contexts_by_context(pipeline.id)} if runs else set()
+    candidates = [c for c in runs if c.id in mine] or runs
+    if not candidates:
+        return None
+    return max(candidates, key=lambda c: (c.create_time_since_epoch, c.id)).name
+
+
+def _outputs(store: mlmd.MetadataStore, execution_id: int) -> dict[str, list[metadata_store_pb2.Artifact]]:
+    events = store.get_events_by_execution_ids([execution_id])
+    keyed: dict[str, list[int]] = {}
+    for e in events:
+        if e.type in (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT):
+            key = e.path.steps[0].key if e.path.steps else ""
+            keyed.setdefault(key, []).append(e.artifact_id)
+    arts = {a.id: a for a in store.get_artifacts_by_id([i for ids in keyed.values() for i in ids])}
+    return {k: [arts[i] for i in ids if i in arts] for k, ids in keyed.items()}
+
+
+def _prop(artifact: metadata_store_pb2.Artifact, name: str) -> Any:
+    for props in (artifact.custom_properties, artifact.properties):
+        if name in props:
+            v = props[name]
+            kind = v.WhichOneof("value")
+            if kind == "struct_value":
+                from google.protobuf import json_format
+
+                return json_format.MessageToDict(v.struct_value)
+            return getattr(v, kind)
+    return None
+
+
+def _read_json(path: str) -> Any:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def _split_counts(stats_uri: str) -> dict[str, int]:
+    from tensorflow_data_validation.utils import stats_util
+
+    counts = {}
+    if not os.path.isdir(stats_uri):
+        return counts
+    for entry in sorted(os.listdir(stats_uri)):
+        path = os.path.join(stats_uri, entry, "FeatureStats.pb")
+        if entry.startswith("Split-") and os.path.exists(path):
+            stats = stats_util.load_stats_binary(path)
+            counts[entry[len("Split-"):]] = sum(d.num_examples for d in stats.datasets)
+    return counts
+
+
+def _slice_name(slice_key: Any) -> str:
+    parts = []
+    for single in slice_key.single_slice_keys:
+        kind = single.WhichOneof("kind")
+        value = getattr(single, kind)
+        parts.append(f"{single.column}={value.decode() if isinstance(value, bytes) else value}")
+    return ", ".join(parts) or "overall"
+
+
+def _metrics(summary: RunSummary, evaluation_uri: str) -> None:
+    import tensorflow_model_analysis as tfma
+
+    try:
+        all_metrics = list(tfma.load_metrics(evaluation_uri))
+    except Exception:  # noqa: BLE001 - a run that failed before writing metrics
+        return
+    for m in all_metrics:
+        name = _slice_name(m.slice_key)
+        acc, count = None, 0
+        for kv in m.metric_keys_and_values:
+            key = kv.key
+            if key.model_name not in ("", "candidate") or key.is_diff:
+                continue
+            value = kv.value.double_value.value
+            if key.name == "accuracy" and not key.HasField("sub_key"):
+                acc = value
+            elif key.name == "example_count" and not key.HasField("sub_key"):
+                count = int(value)
+            elif key.name in ("precision", "recall") and key.sub_key.HasField("class_id") and name == "overall":
+                summary.per_class.setdefault(str(key.sub_key.class_id.value), {})[key.name] = value
+        if acc is None:
+            continue
+        metric = SliceMetric(name, acc, count)
+        summary.slices.append(metric)
+        if name == "overall":
+            summary.overall = metric
+    others = [s for s in summary.slices if s.slice_name != "overall"]
+    if others:
+        summary.worst_slice = min(others, key=lambda s: (s.accuracy, -s.count))
+
+
+def _blessing_reason(evaluation_uri: str) -> str:
+    import tensorflow_model_analysis as tfma
+
+    try:
+        result = tfma.load_validation_result(evaluation_uri)
+    except Exception:  # noqa: BLE001
+        return ""
+    if result.validation_ok:
+        return "first model: change threshold skipped" if result.rubber_stamp else "all thresholds met"
+    reasons = []
+    for per_slice in result.metric_validations_per_slice:
+        for failure in per_slice.failures:
+            slice_name = _slice_name(per_slice.slice_key)
+            reasons.append(f"{failure.metric_key.name}{' change' if failure.metric_key.is_diff else ''} "
+                           f"on {slice_name} = {failure.metric_value.double_value.value:.4f} "
+                           f"fails {_threshold_text(failure.metric_threshold)}")
+    return "; ".join(reasons) or "validation failed"
+
+
+def _threshold_text(threshold: Any) -> str:
+    if threshold.HasField("value_threshold"):
+        return f"lower bound {threshold.value_threshold.lower_bound.value:g}"
+    if threshold.HasField("change_threshold"):
+        return f"allowed change {threshold.change_threshold.absolute.value:+g} vs baseline"
+    return "threshold"
+
+
+def read_run(metadata_path: str, run_id: str) -> RunSummary:
+    """Collect a RunSummary for pipeline run ``run_id`` from MLMD at ``metadata_path``."""
+    summary = RunSummary(run_id=run_id)
+    store = _store(metadata_path)
+    run_ctx = store.get_context_by_type_and_name("pipeline_run", run_id)
+    if run_ctx is None:
+        return summary
+    for execution in sorted(store.get_executions_by_context(run_ctx.id), key=lambda e: e.id):
+        node_ctx = [c for c in store.get_contexts_by_execution(execution.id) if c.type == "node"]
+        node = node_ctx[0].name.split(".", 1)[-1] if node_ctx else str(execution.id)
+        state = _STATE_NAMES.get(execution.last_known_state, "unknown")
+        summary.node_states[node] = state
+        outputs = _outputs(store, execution.id)
+        for artifact in outputs.get("rejected", []):
+            rows = []
+            path = os.path.join(artifact.uri, "rejected.jsonl")
+            if os.path.exists(path):
+                with open(path) as f:
+                    rows = [json.loads(line) for line in f if line.strip()]
+            summary.rejected = rows
+        for artifact in outputs.get("statistics", []):
+            summary.split_counts = _split_counts(artifact.uri)
+        for artifact in outputs.get("anomalies", []):
+            from components.data_gate import read_anomalies
+            from tfx.types import artifact_utils, standard_artifacts
+
+            tfx_artifact = standard_artifacts.ExampleAnomalies()
+            tfx_artifact.set_mlmd_artifact(artifact)
+            summary.anomalies = read_anomalies(tfx_artifact)
+            del artifact_utils
+        for artifact in outputs.get("best_hyperparameters", []):
+            config = _read_json(os.path.join(artifact.uri, "best_hyperparameters.txt")) or {}
+            summary.best_hyperparameters = config.get("values", {})
+        for artifact in outputs.get("tuner_results", []):
+            rows = _read_json(os.path.join(artifact.uri, "tuner_results.json")) or []
+            if rows:
+                summary.best_trial_score = rows[0].get("score")
+        for artifact in outputs.get("evaluation", []):
+            _metrics(summary, artifact.uri)
+            summary.blessing_reason = _blessing_reason(artifact.uri)
+        for artifact in outputs.get("blessing", []):
+            summary.blessed = _prop(artifact, "blessed") == 1
+        for artifact in outputs.get("pushed_model", []):
+            summary.pushed = _prop(artifact, "pushed") == 1
+            summary.pushed_path = _prop(artifact, "pushed_destination") or ""
+            summary.pushed_version = _prop(artifact, "pushed_version") or ""
+    return summary
+
+
+def format_summary(summary: RunSummary, class_names: Optional[list[str]] = None) -> str:
+    """The short human summary printed at the end of a run."""
+    lines = [f"lenspipe run {summary.run_id}"]
+    states = summary.node_states
+    lines.append(
+        f"  components: {len(summary.executed)} executed, {len(summary.cached)} cached"
+        + (f", FAILED: {', '.join(summary.failed)}" if summary.failed else "")
+    )
+    if summary.split_counts:
+        lines.append("  examples:   " + ", ".join(f"{k} {v}" for k, v in summary.split_counts.items()))
+    lines.append(f"  skipped:    {len(summary.rejected)} file(s)")
+    for row in summary.rejected[:10]:
+        lines.append(f"    - {row.get('path')}: {row.get('reason')}")
+    if len(summary.rejected) > 10:
+        lines.append(f"    ... and {len(summary.rejected) - 10} more (see the ImageExampleGen 'rejected' artifact)")
+    lines.append(f"  anomalies:  {len(summary.anomalies) or 'none'}")
+    for line in summary.anomalies[:10]:
+        lines.append(f"    - {line}")
+    if summary.best_hyperparameters:
+        hp = ", ".join(f"{k}={_fmt(v)}" for k, v in sorted(summary.best_hyperparameters.items()))
+        score = f" (val_accuracy {summary.best_trial_score:.4f})" if summary.best_trial_score is not None else ""
+        lines.append(f"  best trial: {hp}{score}")
+    if summary.overall:
+        lines.append(f"  test accuracy: {summary.overall.accuracy:.4f} on {summary.overall.count} held-out images")
+    if summary.worst_slice:
+        w = summary.worst_slice
+        lines.append(f"  worst slice:   {w.slice_name}: accuracy {w.accuracy:.4f} ({w.count} images)")
+    if summary.per_class:
+        names = class_names or []
+        recalls = sorted(summary.per_class.items(), key=lambda kv: kv[1].get("recall", 1.0))
+        cid, vals = recalls[0]
+        label = names[int(cid)] if names and int(cid) < len(names) else f"class {cid}"
+        lines.append(
+            f"  weakest class: {label}: recall {vals.get('recall', float('nan')):.4f}, "
+            f"precision {vals.get('precision', float('nan')):.4f}"
+        )
+    if summary.blessed is not None:
+        lines.append(f"  blessed:    {'yes' if summary.blessed else 'NO'} ({summary.blessing_reason})")
+    if summary.pushed:
+        lines.append(f"  pushed:     version {summary.pushed_version} -> {summary.pushed_path}")
+    elif summary.pushed is not None:
+        lines.append("  pushed:     nothing (model not blessed)")
+    elif "Pusher" not in states and summary.failed:
+        lines.append("  pushed:     nothing (the run stopped before the Pusher)")
+    return "\n".join(lines)
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def class_names_of(model_dir: str) -> list[str]:
+    """Class names recorded by the trainer in assets.extra/lenspipe.json, if any."""
+    meta = _read_json(os.path.join(model_dir, "assets.extra", "lenspipe.json")) or {}
+    return list(meta.get("class_names", []))
+
+
+__all__ = ["RunSummary", "SliceMetric", "class_names_of", "format_summary", "latest_run_id", "read_run", "features"]

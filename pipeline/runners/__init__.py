@@ -1,0 +1,1 @@
+"""Runners: one small module per orchestrator; each supplies paths, metadata and Beam args."""

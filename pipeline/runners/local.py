@@ -1,0 +1,131 @@
+"""Run the pipeline here with TFX's BeamDagRunner, MLMD on SQLite under the work dir."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, TextIO
+
+from pipeline.config import LenspipeConfig
+
+
+@dataclass(frozen=True)
+class LocalPaths:
+    """Where a local run keeps its pipeline root, metadata and pushed models."""
+
+    pipeline_root: Path
+    metadata_path: Path
+    serving_model_dir: Path  # <serving_model_dir>/<model_name>: the TF Serving model base path
+
+    @classmethod
+    def from_config(cls, cfg: LenspipeConfig) -> "LocalPaths":
+        work = cfg.work_path
+        return cls(
+            pipeline_root=work / "pipelines" / cfg.runtime.pipeline_name,
+            metadata_path=work / "metadata" / f"{cfg.runtime.pipeline_name}.sqlite",
+            serving_model_dir=cfg.serving_model_path / cfg.pusher.model_name,
+        )
+
+
+def code_version() -> str:
+    """Hash of the transform and trainer sources (they are referenced by dotted path,
+    which TFX's cache key does not cover)."""
+    import trainer
+    import transform
+
+    digest = hashlib.sha256()
+    for package in (transform, trainer):
+        root = Path(package.__file__).parent
+        for path in sorted(root.rglob("*.py")):
+            digest.update(path.relative_to(root.parent).as_posix().encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+class _ProgressHandler(logging.Handler):
+    """Turn TFX's per-node log lines into one progress line per component."""
+
+    def __init__(self, total: int, stream: TextIO) -> None:
+        super().__init__(logging.INFO)
+        self.total = total
+        self.stream = stream
+        self.done = 0
+        self.started: dict[str, float] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        msg = record.msg if isinstance(record.msg, str) else ""
+        if msg == "node %s is running." and record.args:
+            node = str(record.args[0])
+            self.started[node] = time.monotonic()
+            self.stream.write(f"[{self.done + 1:>2}/{self.total}] {node} ...\n")
+        elif msg == "A cached execution %d is used.":
+            self.stream.write("        (cached)\n")
+        elif msg == "node %s is finished." and record.args:
+            node = str(record.args[0])
+            self.done += 1
+            took = time.monotonic() - self.started.get(node, time.monotonic())
+            self.stream.write(f"        {node} done in {took:.1f}s\n")
+        else:
+            return
+        self.stream.flush()
+
+
+def run(
+    cfg: LenspipeConfig,
+    data_root: str,
+    num_classes: Optional[int] = None,
+    log_file: Optional[Path] = None,
+    stream: TextIO = sys.stderr,
+) -> LocalPaths:
+    """Run the pipeline to completion; returns the paths it used.
+
+    Raises whatever the failing component raised (e.g. DataGateFailed).
+    """
+    from ml_metadata.proto import metadata_store_pb2
+    from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
+
+    from pipeline.pipeline import create_pipeline
+
+    paths = LocalPaths.from_config(cfg)
+    paths.metadata_path.parent.mkdir(parents=True, exist_ok=True)
+    paths.pipeline_root.mkdir(parents=True, exist_ok=True)
+    connection = metadata_store_pb2.ConnectionConfig()
+    connection.sqlite.filename_uri = str(paths.metadata_path)
+    connection.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
+    beam_args = [
+        f"--direct_running_mode={cfg.runtime.beam_mode}",
+        f"--direct_num_workers={cfg.runtime.beam_workers}",
+    ]
+    pipeline = create_pipeline(
+        cfg,
+        data_root=data_root,
+        pipeline_root=str(paths.pipeline_root),
+        serving_model_dir=str(paths.serving_model_dir),
+        metadata_connection_config=connection,
+        beam_pipeline_args=beam_args,
+        num_classes=num_classes,
+        code_version=code_version(),
+    )
+    absl_logger = logging.getLogger("absl")
+    progress = _ProgressHandler(total=len(pipeline.components), stream=stream)
+    handlers: list[logging.Handler] = [progress]
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        file_handler = logging.FileHandler(log_file)
+        file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        handlers.append(file_handler)
+        logging.getLogger().addHandler(file_handler)
+    absl_logger.addHandler(progress)
+    absl_logger.setLevel(logging.INFO)
+    try:
+        BeamDagRunner().run(pipeline)
+    finally:
+        absl_logger.removeHandler(progress)
+        if log_file is not None:
+            logging.getLogger().removeHandler(handlers[-1])
+            handlers[-1].close()
+    return paths

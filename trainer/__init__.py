@@ -1,0 +1,1 @@
+"""Trainer: the Keras CNN, the KerasTuner search, run_fn and the exported signatures."""

@@ -1,0 +1,81 @@
+"""The Keras 3 CNN: augmentation (training only), conv blocks with batch norm, dropout, softmax.
+
+Keras 3 is imported directly (``import keras``), never through ``tf.keras``:
+tensorflow_transform sets TF_USE_LEGACY_KERAS at import, so what ``tf.keras``
+means depends on import order (TFX-1.16-NOTES).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import keras
+import keras_tuner
+
+from trainer import hparams as hparams_lib
+
+CLASSIFIER_NAME = "classifier"
+
+
+def augmentation(trainer_cfg: Mapping[str, Any], seed: int) -> keras.Sequential:
+    """Random geometric augmentation; Keras runs these layers only when training=True."""
+    layers: list[keras.layers.Layer] = []
+    if trainer_cfg["augment_flip"] != "none":
+        layers.append(keras.layers.RandomFlip(trainer_cfg["augment_flip"], seed=seed))
+    if trainer_cfg["augment_rotation"] > 0:
+        layers.append(keras.layers.RandomRotation(trainer_cfg["augment_rotation"], fill_mode="constant", seed=seed + 1))
+    if trainer_cfg["augment_translation"] > 0:
+        t = trainer_cfg["augment_translation"]
+        layers.append(keras.layers.RandomTranslation(t, t, fill_mode="constant", seed=seed + 2))
+    if trainer_cfg["augment_zoom"] > 0:
+        layers.append(keras.layers.RandomZoom(trainer_cfg["augment_zoom"], fill_mode="constant", seed=seed + 3))
+    return keras.Sequential(layers, name="augment")
+
+
+def build_model(
+    hp: keras_tuner.HyperParameters,
+    *,
+    input_shape: tuple[int, int, int],
+    num_classes: int,
+    trainer_cfg: Mapping[str, Any],
+    seed: int,
+) -> keras.Model:
+    """A compiled CNN for standardised images of ``input_shape`` and ``num_classes`` classes.
+
+    Depth, width, dropout and learning rate come from ``hp`` (tuner or defaults);
+    each block halves the resolution until it would drop below 2 pixels.
+    """
+    values = hparams_lib.declare(hp, trainer_cfg)
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = inputs
+    size = min(input_shape[0], input_shape[1])
+    for block in range(values["conv_blocks"]):
+        filters = values["base_filters"] * (2**block)
+        for conv in range(2):
+            x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"block{block}_conv{conv}")(x)
+            x = keras.layers.BatchNormalization(name=f"block{block}_bn{conv}")(x)
+            x = keras.layers.Activation("relu", name=f"block{block}_relu{conv}")(x)
+        if size >= 4:
+            x = keras.layers.MaxPooling2D(2, name=f"block{block}_pool")(x)
+            size //= 2
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    x = keras.layers.Dropout(values["dropout"], seed=seed, name="dropout")(x)
+    x = keras.layers.Dense(values["dense_units"], activation="relu", name="dense")(x)
+    x = keras.layers.Dropout(values["dropout"], seed=seed + 1, name="dropout_head")(x)
+    outputs = keras.layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
+    classifier = keras.Model(inputs, outputs, name=CLASSIFIER_NAME)
+    # Augmentation wraps the classifier instead of living inside it: only the
+    # classifier is exported, so no random layer (or its seed state) reaches serving.
+    train_inputs = keras.Input(shape=input_shape, name="image")
+    model = keras.Model(train_inputs, classifier(augmentation(trainer_cfg, seed)(train_inputs)), name="lenspipe_cnn")
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=values["learning_rate"]),
+        loss=keras.losses.SparseCategoricalCrossentropy(),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+    )
+    return model
+
+
+def inference_model(model: keras.Model) -> keras.Model:
+    """The part of a model from build_model that serving runs: no augmentation."""
+    return model.get_layer(CLASSIFIER_NAME)

@@ -1,0 +1,68 @@
+"""run_fn for the TFX Trainer: train the CNN with the best hyperparameters and export it."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+import keras
+import keras_tuner
+
+from trainer import common, hparams, model, signatures
+
+log = logging.getLogger("lenspipe.trainer")
+
+
+def hyperparameters(fn_args: Any, trainer_cfg) -> keras_tuner.HyperParameters:
+    """The Tuner's best hyperparameters when wired, else the configured defaults."""
+    if fn_args.hyperparameters:
+        return keras_tuner.HyperParameters.from_config(fn_args.hyperparameters)
+    return hparams.search_space(trainer_cfg)
+
+
+def run_fn(fn_args: Any) -> None:
+    """Train, evaluate on the eval split, export signatures to fn_args.serving_model_dir."""
+    s = common.setup(fn_args)
+    hp = hyperparameters(fn_args, s.trainer_cfg)
+    net = model.build_model(
+        hp, input_shape=s.input_shape, num_classes=s.num_classes, trainer_cfg=s.trainer_cfg, seed=s.seed
+    )
+    steps = s.trainer_cfg.get("steps_per_epoch")
+    train, evaluation = s.datasets(fn_args.train_files, fn_args.eval_files, steps_per_epoch=steps)
+    callbacks = [
+        keras.callbacks.EarlyStopping(
+            "val_loss", patience=int(s.trainer_cfg["early_stopping_patience"]), restore_best_weights=True
+        ),
+        keras.callbacks.TensorBoard(log_dir=os.path.join(fn_args.model_run_dir, "logs")),
+    ]
+    started = time.monotonic()
+    history = net.fit(
+        train,
+        validation_data=evaluation,
+        epochs=int(s.trainer_cfg["epochs"]),
+        steps_per_epoch=steps,
+        callbacks=callbacks,
+        verbose=2,
+    )
+    eval_loss, eval_accuracy = net.evaluate(evaluation, verbose=0)
+    log.info(
+        "trained %d epochs in %.0fs: eval accuracy %.4f, loss %.4f",
+        len(history.history["loss"]), time.monotonic() - started, eval_accuracy, eval_loss,
+    )
+    signatures.export_serving_model(
+        model.inference_model(net),
+        s.tft_output,
+        fn_args.serving_model_dir,
+        metadata={
+            "seed": s.seed,
+            "hyperparameters": hp.values,
+            "class_names": s.class_names,
+            "input_shape": list(s.input_shape),
+            "epochs_run": len(history.history["loss"]),
+            "eval_accuracy": float(eval_accuracy),
+            "eval_loss": float(eval_loss),
+        },
+    )
+    log.info("exported model to %s", fn_args.serving_model_dir)

@@ -1,0 +1,1 @@
+"""Transform: the preprocessing_fn that becomes the training and serving graph."""

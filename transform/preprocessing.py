@@ -1,0 +1,101 @@
+"""The preprocessing_fn: raw encoded image bytes and label names to model inputs.
+
+This is the only place an image is decoded. tf.Transform traces it once into a
+graph that the Trainer applies to training data and that is saved inside every
+exported signature, so serving matches training exactly and no client ever
+normalizes anything.
+
+custom_config (from pipeline/pipeline.py): ``image_height``, ``image_width``,
+``image_channels`` (1 or 3).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import tensorflow as tf
+import tensorflow_transform as tft
+
+from pipeline import features
+
+# Keeps the normalisation finite for a constant channel (e.g. an all-black dataset).
+_MIN_STD = 1e-6
+# ITU-R 601 luma weights, the same as tf.image.rgb_to_grayscale.
+_LUMA = (0.2989, 0.5870, 0.1140)
+
+
+def _to_channels(image: tf.Tensor, channels: int) -> tf.Tensor:
+    """Convert one decoded image with 1-4 channels to ``channels`` (1 or 3), float in [0, 1]."""
+    n = tf.shape(image)[-1]
+    image = tf.image.convert_image_dtype(image, tf.float32)
+    # Drop alpha: grey+alpha (2) -> grey, RGBA (4) -> RGB.
+    image = tf.cond(tf.equal(n % 2, 0), lambda: image[..., : n - 1], lambda: image)
+    n = tf.shape(image)[-1]
+    if channels == 1:
+        luma = tf.constant(_LUMA, tf.float32)
+        image = tf.cond(
+            tf.equal(n, 3),
+            lambda: tf.reduce_sum(image * luma, axis=-1, keepdims=True),
+            lambda: image,
+        )
+    else:
+        image = tf.cond(tf.equal(n, 1), lambda: tf.tile(image, [1, 1, 3]), lambda: image)
+    image.set_shape([None, None, channels])
+    return image
+
+
+def decode_and_resize(encoded: tf.Tensor, height: int, width: int, channels: int) -> tf.Tensor:
+    """Decode a batch of PNG/JPEG/GIF/BMP bytes to float32 [batch, height, width, channels] in [0, 1].
+
+    GIFs give their first frame. Resizing is bilinear with antialiasing, so a
+    large photo shrinks without aliasing and a small one grows smoothly.
+    """
+    encoded = tf.reshape(encoded, [-1])
+
+    def one(data: tf.Tensor) -> tf.Tensor:
+        image = tf.io.decode_image(data, channels=0, expand_animations=False)
+        image = _to_channels(image, channels)
+        image = tf.image.resize(image, [height, width], method="bilinear", antialias=True)
+        return tf.clip_by_value(image, 0.0, 1.0)
+
+    return tf.map_fn(
+        one, encoded, fn_output_signature=tf.TensorSpec([height, width, channels], tf.float32)
+    )
+
+
+def _dense(x: Any, default: Any) -> tf.Tensor:
+    """A raw feature as a dense [batch] tensor, whatever the schema made of it."""
+    if isinstance(x, tf.SparseTensor):
+        x = tf.sparse.to_dense(x, default_value=default)
+    elif isinstance(x, tf.RaggedTensor):
+        x = x.to_tensor(default_value=default)
+    return tf.reshape(x[:, :1] if x.shape.rank == 2 else x, [-1])
+
+
+def preprocessing_fn(inputs: Mapping[str, Any], custom_config: Mapping[str, Any]) -> dict[str, tf.Tensor]:
+    """tf.Transform entry point (referenced by dotted path from the pipeline).
+
+    Returns ``image_xf`` (float32 [batch, H, W, C], per-channel standardised with
+    the mean and standard deviation of the training split) and ``label_name_xf``
+    (int64 class id from the label vocabulary, -1 for an unknown name).
+    """
+    height = int(custom_config["image_height"])
+    width = int(custom_config["image_width"])
+    channels = int(custom_config["image_channels"])
+
+    images = decode_and_resize(_dense(inputs[features.IMAGE_KEY], b""), height, width, channels)
+    pixels = tf.reshape(images, [-1, channels])  # full-pass statistics per channel
+    mean = tft.mean(pixels, reduce_instance_dims=False, name="channel_mean")
+    std = tf.sqrt(tft.var(pixels, reduce_instance_dims=False, name="channel_var"))
+    normalized = (images - mean) / tf.maximum(std, _MIN_STD)
+
+    label_ids = tft.compute_and_apply_vocabulary(
+        _dense(inputs[features.LABEL_NAME_KEY], b""),
+        vocab_filename=features.LABEL_VOCAB_NAME,
+        default_value=-1,
+        name="label_vocab",
+    )
+    return {
+        features.transformed_name(features.IMAGE_KEY): normalized,
+        features.transformed_name(features.LABEL_NAME_KEY): label_ids,
+    }
