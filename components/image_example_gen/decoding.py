@@ -70,11 +70,15 @@ def detect_format(data: bytes) -> Optional[str]:
     return None
 
 
-def _one_line(error: Exception) -> str:
-    # TF errors carry "{{function_node ...}} " before and " [Op:DecodeImage]" after the message.
-    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+def one_line(error: Exception) -> str:
+    """The first line of an error message without TF op decorations or object addresses."""
+    text = str(error).strip()
+    text = text.splitlines()[0] if text else type(error).__name__
+    # TF errors carry "{{function_node ...}} " before and " [Op:DecodeImage] name: " after the message;
+    # PIL names "<_io.BytesIO object at 0x...>", which would make rejected.jsonl differ run to run.
     text = re.sub(r"^\{\{function_node [^}]*\}\}\s*", "", text)
-    return re.sub(r"\s*\[Op:\w+\]$", "", text)
+    text = re.sub(r"\s*\[Op:\w+\].*$", "", text)
+    return re.sub(r"\s*<[^<>]* object at 0x[0-9a-fA-F]+>", "", text)
 
 
 def inspect_image(data: bytes) -> ImageInfo:
@@ -88,11 +92,11 @@ def inspect_image(data: bytes) -> ImageInfo:
         with Image.open(io.BytesIO(data)) as image:
             image.load()
     except Exception as error:  # PIL raises OSError, SyntaxError, ValueError... on bad data
-        raise BadImage(f"truncated or corrupt {image_format}: {_one_line(error)}") from None
+        raise BadImage(f"truncated or corrupt {image_format}: {one_line(error)}") from None
     try:
         pixels = tf.io.decode_image(data, expand_animations=False).numpy()
     except (tf.errors.OpError, ValueError) as error:
-        raise BadImage(f"TensorFlow cannot decode this {image_format}: {_one_line(error)}") from None
+        raise BadImage(f"TensorFlow cannot decode this {image_format}: {one_line(error)}") from None
     height, width, channels = pixels.shape
     if height == 0 or width == 0:
         raise BadImage(f"{image_format} has no pixels ({height}x{width})")

@@ -24,7 +24,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
-from components.image_example_gen.decoding import BadImage, ImageInfo, inspect_image
+from components.image_example_gen.decoding import BadImage, ImageInfo, inspect_image, one_line
 from components.image_example_gen.layout import list_image_folder
 from pipeline import features
 
@@ -36,6 +36,7 @@ REJECTED_FILE_NAME = "rejected.jsonl"
 NUM_REJECTED_PROPERTY = "num_rejected"
 
 _REJECTED_TAG = "rejected"
+_LABEL_TAG = "label"  # every readable label name, kept or rejected, for the label ids
 _GZIP_MAGIC = b"\x1f\x8b"
 
 Rejection = Tuple[str, str]  # (path, reason)
@@ -127,6 +128,8 @@ def _inspect_record(raw: bytes, default_path: str) -> Iterator[Any]:
     except UnicodeDecodeError:
         yield beam.pvalue.TaggedOutput(_REJECTED_TAG, (path, f"feature {features.LABEL_NAME_KEY!r} is not UTF-8"))
         return
+    # Like a class folder holding only bad files, a label whose images are all bad keeps its id.
+    yield beam.pvalue.TaggedOutput(_LABEL_TAG, label_name)
     yield from _inspect(path, label_name, image)
 
 
@@ -143,7 +146,7 @@ def _inspect_tfrecord_file(rel_path: str, input_base: str) -> Iterator[Any]:
         except StopIteration:
             return
         except tf.errors.OpError as error:
-            reason = f"corrupt or not a TFRecord file from record {index} on: {error.message.splitlines()[0]}"
+            reason = f"corrupt or not a TFRecord file from record {index} on: {one_line(error)}"
             yield beam.pvalue.TaggedOutput(_REJECTED_TAG, (f"{rel_path}#{index}", reason))
             return
         yield from _inspect_record(raw, f"{rel_path}#{index}")
@@ -188,7 +191,11 @@ def _ImagesToCandidates(pipeline: beam.Pipeline, input_base: str, pattern: str):
 
 @beam.ptransform_fn
 def _TFRecordsToCandidates(pipeline: beam.Pipeline, input_base: str, pattern: str):  # pylint: disable=invalid-name
-    """(candidates, rejections, sorted class names) of a TFRecord split; labels need a pass."""
+    """(candidates, rejections, sorted class names) of a TFRecord split.
+
+    Class names are every label name read, even from records rejected for their image, so
+    label ids follow the same rule as class folders; finding them takes a pass over the data.
+    """
     files = sorted(
         posixpath.relpath(path, input_base)
         for path in tf.io.gfile.glob(posixpath.join(input_base, pattern))
@@ -200,11 +207,11 @@ def _TFRecordsToCandidates(pipeline: beam.Pipeline, input_base: str, pattern: st
     inspected = (
         pipeline
         | "ListFiles" >> beam.Create(files)
-        | "Inspect" >> beam.FlatMap(_inspect_tfrecord_file, input_base).with_outputs(_REJECTED_TAG, main="good")
+        | "Inspect"
+        >> beam.FlatMap(_inspect_tfrecord_file, input_base).with_outputs(_REJECTED_TAG, _LABEL_TAG, main="good")
     )
     class_names = (
-        inspected.good
-        | "LabelNames" >> beam.Map(lambda candidate: candidate.label_name)
+        inspected[_LABEL_TAG]
         | "Distinct" >> beam.Distinct()
         | "Collect" >> beam.combiners.ToList()
         | "Sort" >> beam.Map(sorted)
@@ -217,9 +224,9 @@ def write_rejected(rejections: List[Rejection], directory: str) -> str:
     tf.io.gfile.makedirs(directory)
     final_path = posixpath.join(directory, REJECTED_FILE_NAME)
     temp_path = posixpath.join(directory, f".{REJECTED_FILE_NAME}.tmp")
+    lines = [json.dumps({"path": path, "reason": reason}, ensure_ascii=False) + "\n" for path, reason in sorted(rejections)]
     with tf.io.gfile.GFile(temp_path, "w") as f:
-        for path, reason in sorted(rejections):
-            f.write(json.dumps({"path": path, "reason": reason}, ensure_ascii=False) + "\n")
+        f.write("".join(lines))  # one write even when empty: GFile creates no file until written to
     tf.io.gfile.rename(temp_path, final_path, overwrite=True)
     return final_path
 

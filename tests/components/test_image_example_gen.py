@@ -1,0 +1,307 @@
+"""ImageExampleGen on small fixture folders: the executor directly, and once inside a real
+BeamDagRunner pipeline (driver, spans, caching)."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+from tfx.dsl.components.base import base_beam_executor
+from tfx.types import standard_artifacts
+from tfx.utils import proto_utils
+
+from components.image_example_gen import component, executor
+from pipeline import features
+
+BEAM_ARGS = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
+
+
+def _encode(mode: str, fmt: str, size: Tuple[int, int], value: int = 200) -> bytes:
+    buffer = io.BytesIO()
+    Image.new(mode, size, value).save(buffer, fmt)
+    return buffer.getvalue()
+
+
+def _write(root: Path, rel: str, data: bytes) -> None:
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+# relative path -> (bytes, label, label index, height, width, channels, format, brightness)
+def _good_images() -> Dict[str, tuple]:
+    return {
+        "cat/rgb.png": (_encode("RGB", "PNG", (40, 30), (250, 250, 250)), "cat", 0, 30, 40, 3, "png", 250.0),
+        "cat/grey.PNG": (_encode("L", "PNG", (300, 260), 10), "cat", 0, 260, 300, 1, "png", 10.0),
+        "cat/photo.jpeg": (_encode("RGB", "JPEG", (64, 48), (128, 128, 128)), "cat", 0, 48, 64, 3, "jpeg", 128.0),
+        "dog/anim.gif": (_encode("L", "GIF", (16, 16), 255), "dog", 1, 16, 16, 3, "gif", 255.0),
+        "dog/pic.bmp": (_encode("RGB", "BMP", (20, 10), (0, 0, 0)), "dog", 1, 10, 20, 3, "bmp", 0.0),
+        "dog/really_png.jpg": (_encode("RGBA", "PNG", (8, 9), (100, 100, 100, 255)), "dog", 1, 9, 8, 4, "png", 100.0),
+        "emu/e1.png": (_encode("L", "PNG", (33, 100), 90), "emu", 2, 100, 33, 1, "png", 90.0),
+        "emu/e2.png": (_encode("L", "PNG", (12, 12), 160), "emu", 2, 12, 12, 1, "png", 160.0),
+    }
+
+
+# relative path -> (bytes, a fragment the reason must contain)
+def _bad_files() -> Dict[str, Tuple[bytes, str]]:
+    png = _encode("RGB", "PNG", (50, 50), (1, 2, 3))
+    return {
+        "cat/empty.png": (b"", "empty file"),
+        "cat/truncated.png": (png[: len(png) // 2], "truncated or corrupt png"),
+        "dog/text.png": (b"just some text, not pixels\n", "not an image"),
+        "dog/notes.txt": (b"notes", "unsupported extension .txt"),
+        "stray.png": (png, "not inside a class folder"),
+        "emu/deeper/nested.png": (png, "nested below a class folder"),
+        # PIL loads a 1-bit BMP; TensorFlow (what the Transform graph runs) cannot.
+        "emu/onebit.bmp": (_encode("1", "BMP", (8, 8), 1), "TensorFlow cannot decode this bmp"),
+    }
+
+
+def _make_folder(root: Path) -> Path:
+    for rel, (data, *_rest) in _good_images().items():
+        _write(root, rel, data)
+    for rel, (data, _) in _bad_files().items():
+        _write(root, rel, data)
+    _write(root, ".DS_Store", b"finder metadata")  # hidden: ignored, neither example nor rejection
+    return root
+
+
+def _run_executor(input_base: Path, out: Path, input_format: str = "images", output_config=None):
+    """Runs the executor; returns ({path: (split, features)}, rejected entries, rejected artifact)."""
+    examples = standard_artifacts.Examples()
+    examples.uri = str(out / "examples")
+    rejected = component.RejectedFiles()
+    rejected.uri = str(out / "rejected")
+    exec_properties = {
+        "input_base": str(input_base),
+        "input_config": proto_utils.proto_to_json(component.make_input_config(None, input_format)),
+        "output_config": proto_utils.proto_to_json(output_config or component.make_output_config(1, 1, 1)),
+        "output_data_format": 6,  # FORMAT_TF_EXAMPLE
+        "output_file_format": 5,  # FORMAT_TFRECORDS_GZIP
+        component.INPUT_FORMAT_KEY: input_format,
+    }
+    context = base_beam_executor.BaseBeamExecutor.Context(beam_pipeline_args=BEAM_ARGS, tmp_dir=str(out / "tmp"))
+    executor.Executor(context).Do({}, {"examples": [examples], "rejected": [rejected]}, exec_properties)
+    return _read_examples(examples.uri), executor.read_rejected(rejected.uri), rejected
+
+
+def _read_examples(uri: str) -> Dict[str, Tuple[str, tf.train.Example]]:
+    by_path = {}
+    for split in component.SPLIT_NAMES:
+        files = tf.io.gfile.glob(f"{uri}/Split-{split}/*.gz")
+        assert files, f"no output files for split {split}"
+        for record in tf.data.TFRecordDataset(files, compression_type="GZIP"):
+            example = tf.train.Example.FromString(record.numpy())
+            path = example.features.feature[features.PATH_KEY].bytes_list.value[0].decode()
+            assert path not in by_path, f"{path} written twice"
+            by_path[path] = (split, example)
+    return by_path
+
+
+def _value(example: tf.train.Example, key: str):
+    feature = example.features.feature[key]
+    kind = feature.WhichOneof("kind")
+    (value,) = getattr(feature, kind).value
+    return value.decode() if isinstance(value, bytes) and key != features.IMAGE_KEY else value
+
+
+@pytest.fixture(scope="module")
+def folder_run(tmp_path_factory):
+    root = _make_folder(tmp_path_factory.mktemp("images"))
+    return (root, *_run_executor(root, tmp_path_factory.mktemp("out")))
+
+
+def test_every_good_image_becomes_one_example_with_correct_features(folder_run):
+    _, examples, _, _ = folder_run
+    expected = _good_images()
+    assert sorted(examples) == sorted(expected)
+    for path, (data, label, index, height, width, channels, fmt, brightness) in expected.items():
+        example = examples[path][1]
+        assert _value(example, features.IMAGE_KEY) == data, path
+        assert _value(example, features.LABEL_NAME_KEY) == label, path
+        assert _value(example, features.LABEL_INDEX_KEY) == index, path
+        assert (_value(example, features.HEIGHT_KEY), _value(example, features.WIDTH_KEY)) == (height, width), path
+        assert _value(example, features.CHANNELS_KEY) == channels, path
+        assert _value(example, features.FORMAT_KEY) == fmt, path
+        # JPEG is lossy; the rest are exact.
+        assert _value(example, features.BRIGHTNESS_KEY) == pytest.approx(brightness, abs=1.5), path
+    # Buckets follow the thresholds in pipeline/features.py (size by the shorter side).
+    assert _value(examples["cat/grey.PNG"][1], features.BRIGHTNESS_BUCKET_KEY) == "dark"
+    assert _value(examples["cat/photo.jpeg"][1], features.BRIGHTNESS_BUCKET_KEY) == "medium"
+    assert _value(examples["cat/rgb.png"][1], features.BRIGHTNESS_BUCKET_KEY) == "bright"
+    assert _value(examples["dog/pic.bmp"][1], features.SIZE_BUCKET_KEY) == "small"  # 10 px
+    assert _value(examples["emu/e1.png"][1], features.SIZE_BUCKET_KEY) == "medium"  # 33 px
+    assert _value(examples["cat/grey.PNG"][1], features.SIZE_BUCKET_KEY) == "large"  # 260 px
+
+
+def test_every_bad_file_is_listed_with_its_reason(folder_run):
+    root, _, rejected, artifact = folder_run
+    bad = _bad_files()
+    assert [entry["path"] for entry in rejected] == sorted(bad)  # sorted, one line each
+    for entry in rejected:
+        assert bad[entry["path"]][1] in entry["reason"], entry
+        assert "\n" not in entry["reason"]
+    assert artifact.get_int_custom_property(executor.NUM_REJECTED_PROPERTY) == len(bad)
+    lines = (Path(artifact.uri) / executor.REJECTED_FILE_NAME).read_text().splitlines()
+    assert [json.loads(line) for line in lines] == rejected
+    assert not list(Path(artifact.uri).glob(".*tmp"))  # the temporary name was renamed away
+
+
+def test_split_depends_only_on_the_path(folder_run, tmp_path):
+    root, first, _, _ = folder_run
+    assert len({split for split, _ in first.values()}) > 1  # 1:1:1 buckets actually spread them
+    changed = shutil.copytree(root, tmp_path / "images")
+    _write(changed, "emu/newcomer.png", _encode("L", "PNG", (5, 5), 7))  # an unrelated new file
+    _write(changed, "cat/rgb.png", _encode("RGB", "PNG", (41, 31), (5, 6, 7)))  # same path, new bytes
+    second, _, _ = _run_executor(changed, tmp_path / "out")
+    assert set(second) == set(first) | {"emu/newcomer.png"}
+    assert {path: split for path, (split, _) in second.items() if path in first} == {
+        path: split for path, (split, _) in first.items()
+    }
+
+
+def _example_bytes(**values) -> bytes:
+    feature = {
+        key: tf.train.Feature(bytes_list=tf.train.BytesList(value=[value if isinstance(value, bytes) else value.encode()]))
+        for key, value in values.items()
+    }
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def test_tfrecord_input_fills_every_feature_and_rejects_bad_records(tmp_path):
+    root = tmp_path / "records"
+    root.mkdir()
+    png = _encode("RGB", "PNG", (6, 4), (0, 0, 0))
+    options = tf.io.TFRecordOptions(compression_type="GZIP")
+    with tf.io.TFRecordWriter(str(root / "part-0.tfrecord.gz"), options) as writer:
+        writer.write(_example_bytes(**{features.IMAGE_KEY: png, features.LABEL_NAME_KEY: "zebra"}))
+        writer.write(_example_bytes(**{features.IMAGE_KEY: png[:30], features.LABEL_NAME_KEY: "ant"}))
+        writer.write(_example_bytes(**{features.IMAGE_KEY: png}))  # no label
+    with tf.io.TFRecordWriter(str(root / "part-1.tfrecord")) as writer:  # plain, not gzipped
+        writer.write(
+            _example_bytes(
+                **{
+                    features.IMAGE_KEY: _encode("L", "JPEG", (9, 7), 200),
+                    features.LABEL_NAME_KEY: "bee",
+                    features.PATH_KEY: "originals/bee.jpg",
+                }
+            )
+        )
+    (root / "junk.tfrecord").write_bytes(b"this is not a TFRecord file at all")
+
+    examples, rejected, artifact = _run_executor(root, tmp_path / "out", input_format="tfrecord")
+
+    assert sorted(examples) == ["originals/bee.jpg", "part-0.tfrecord.gz#0"]
+    zebra = examples["part-0.tfrecord.gz#0"][1]
+    bee = examples["originals/bee.jpg"][1]
+    # Label ids: positions in the sorted label names seen in the input (ant, bee, zebra).
+    assert _value(zebra, features.LABEL_INDEX_KEY) == 2
+    assert _value(bee, features.LABEL_INDEX_KEY) == 1
+    assert [_value(zebra, key) for key in (features.HEIGHT_KEY, features.WIDTH_KEY, features.CHANNELS_KEY)] == [4, 6, 3]
+    assert _value(zebra, features.FORMAT_KEY) == "png"
+    assert _value(zebra, features.BRIGHTNESS_BUCKET_KEY) == "dark"
+    assert _value(bee, features.FORMAT_KEY) == "jpeg"
+    assert _value(bee, features.CHANNELS_KEY) == 1
+    reasons = {entry["path"]: entry["reason"] for entry in rejected}
+    assert set(reasons) == {"part-0.tfrecord.gz#1", "part-0.tfrecord.gz#2", "junk.tfrecord#0"}
+    assert "truncated or corrupt png" in reasons["part-0.tfrecord.gz#1"]
+    assert features.LABEL_NAME_KEY in reasons["part-0.tfrecord.gz#2"]
+    assert "not a TFRecord file" in reasons["junk.tfrecord#0"]
+    assert artifact.get_int_custom_property(executor.NUM_REJECTED_PROPERTY) == 3
+
+
+def test_config_helpers():
+    assert component.make_input_config(None, "images").splits[0].pattern == "*/*"
+    assert component.make_input_config("span-{SPAN}", "images").splits[0].pattern == "span-{SPAN}/*/*"
+    assert component.make_input_config("span-{SPAN}", "tfrecord").splits[0].pattern == "span-{SPAN}/*"
+    output = component.make_output_config(8, 1, 2)
+    assert [(s.name, s.hash_buckets) for s in output.split_config.splits] == [("train", 8), ("eval", 1), ("test", 2)]
+    assert output.split_config.partition_feature_name == features.PATH_KEY
+    with pytest.raises(ValueError, match="SPAN"):
+        component.make_input_config("span-1", "images")
+    with pytest.raises(ValueError, match="input_format"):
+        component.make_input_config(None, "csv")
+    with pytest.raises(ValueError, match="'eval'"):
+        component.make_output_config(8, 0, 1)
+    with pytest.raises(ValueError, match="input_format"):
+        component.ImageExampleGen(input_base="/nowhere", input_format="csv")
+
+
+# --- A real pipeline: FileBasedDriver resolves spans and fingerprints input, so caching works.
+
+
+def _run_pipeline(input_base: Path, work: Path):
+    from tfx.orchestration import metadata, pipeline
+    from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
+
+    example_gen = component.ImageExampleGen(
+        input_base=str(input_base),
+        input_config=component.make_input_config("span-{SPAN}", "images"),
+        output_config=component.make_output_config(1, 1, 1),
+    )
+    BeamDagRunner().run(
+        pipeline.Pipeline(
+            pipeline_name="image_example_gen_test",
+            pipeline_root=str(work / "root"),
+            components=[example_gen],
+            enable_cache=True,
+            metadata_connection_config=metadata.sqlite_metadata_connection_config(str(work / "mlmd.sqlite")),
+            beam_pipeline_args=BEAM_ARGS,
+        )
+    )
+
+
+def _mlmd_state(work: Path):
+    """(executions oldest first, {output key: latest artifact}) from the test's MLMD store."""
+    from ml_metadata import metadata_store
+    from tfx.orchestration import metadata
+
+    store = metadata_store.MetadataStore(metadata.sqlite_metadata_connection_config(str(work / "mlmd.sqlite")))
+    executions = sorted(store.get_executions(), key=lambda e: e.id)
+    latest = {}
+    for type_name in ("Examples", component.RejectedFiles.TYPE_NAME):
+        artifacts = store.get_artifacts_by_type(type_name)
+        latest[type_name] = max(artifacts, key=lambda a: a.id)
+    return executions, latest
+
+
+def test_pipeline_ingests_latest_span_and_caches_unchanged_input(tmp_path):
+    from ml_metadata.proto import metadata_store_pb2
+
+    data, work = tmp_path / "data", tmp_path / "work"
+    png = _encode("L", "PNG", (8, 8), 100)
+    for span in (1, 2):
+        _write(data, f"span-{span}/a/one.png", png)
+        _write(data, f"span-{span}/b/two.png", png)
+    _write(data, "span-2/b/broken.png", png[:20])
+    _write(data, "span-2/loose.png", png)
+
+    _run_pipeline(data, work)
+    executions, latest = _mlmd_state(work)
+    assert [e.last_known_state for e in executions] == [metadata_store_pb2.Execution.COMPLETE]
+    examples, rejected = latest["Examples"], latest["RejectedFiles"]
+    assert examples.custom_properties["span"].int_value == 2
+    assert rejected.custom_properties["span"].int_value == 2
+    assert rejected.custom_properties[executor.NUM_REJECTED_PROPERTY].int_value == 2
+    assert sorted(_read_examples(examples.uri)) == ["span-2/a/one.png", "span-2/b/two.png"]
+    assert [e["path"] for e in executor.read_rejected(rejected.uri)] == ["span-2/b/broken.png", "span-2/loose.png"]
+
+    _run_pipeline(data, work)  # nothing changed: the driver's fingerprint matches, cache hit
+    executions, again = _mlmd_state(work)
+    assert executions[-1].last_known_state == metadata_store_pb2.Execution.CACHED
+    assert again["Examples"].id == examples.id
+
+    _write(data, "span-3/a/three.png", png)  # new data arrives as a new span
+    _run_pipeline(data, work)
+    executions, latest = _mlmd_state(work)
+    assert executions[-1].last_known_state == metadata_store_pb2.Execution.COMPLETE
+    assert latest["Examples"].custom_properties["span"].int_value == 3
+    assert sorted(_read_examples(latest["Examples"].uri)) == ["span-3/a/three.png"]
+    assert latest["RejectedFiles"].custom_properties[executor.NUM_REJECTED_PROPERTY].int_value == 0
