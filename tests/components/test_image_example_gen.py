@@ -159,7 +159,10 @@ def test_split_depends_only_on_the_path(folder_run, tmp_path):
     assert len({split for split, _ in first.values()}) > 1  # 1:1:1 buckets actually spread them
     changed = shutil.copytree(root, tmp_path / "images")
     _write(changed, "emu/newcomer.png", _encode("L", "PNG", (5, 5), 7))  # an unrelated new file
-    _write(changed, "cat/rgb.png", _encode("RGB", "PNG", (41, 31), (5, 6, 7)))  # same path, new bytes
+    good = sorted(_good_images())
+    contents = [(changed / path).read_bytes() for path in good]
+    for path, data in zip(good, contents[1:] + contents[:1]):  # every path gets other bytes
+        _write(changed, path, data)
     second, _, _ = _run_executor(changed, tmp_path / "out")
     assert set(second) == set(first) | {"emu/newcomer.png"}
     assert {path: split for path, (split, _) in second.items() if path in first} == {
