@@ -1,0 +1,110 @@
+"""Dynamic batching: concurrent requests merge into fewer model calls; a full queue answers 503."""
+from __future__ import annotations
+
+import base64
+import concurrent.futures
+import threading
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import http, install_version, start_server
+from fixture_models import png_bytes
+from serving.batching import SharedBatchScheduler
+from serving.errors import Code, ServingError
+from serving.flags import BatchingOptions, ConfigError
+from serving.metrics import ServingMetrics
+
+
+def body(seed: int, n: int = 1) -> dict:
+    return {"instances": [{"b64": base64.b64encode(png_bytes(seed + i)).decode()} for i in range(n)]}
+
+
+@pytest.fixture(scope="module")
+def demo_base(model_cache, tmp_path_factory):
+    base = tmp_path_factory.mktemp("batching") / "demo"
+    base.mkdir()
+    install_version(model_cache, base, 1)
+    return base
+
+
+def test_concurrent_requests_share_model_calls(demo_base, model_cache):
+    # A long timeout and a batch of exactly `requests` rows: the batch runs as soon as it is full.
+    requests = 8
+    server = start_server(model_name="demo", model_base_path=str(demo_base), enable_batching=True,
+                          batching=BatchingOptions(max_batch_size=requests, batch_timeout_micros=10_000_000,
+                                                   num_batch_threads=1))
+    try:
+        calls = server.server.core.metrics.wrapped_run_count
+        before = calls.value()
+        with concurrent.futures.ThreadPoolExecutor(requests) as pool:
+            results = list(pool.map(lambda i: http("POST", f"{server.url}/v1/models/demo:predict", body(i)),
+                                    range(requests)))
+        assert [r.status for r in results] == [200] * requests
+        assert calls.value() - before < requests
+        # Each request still gets its own row back.
+        expected = tf.saved_model.load(str(model_cache / "1")).signatures["serving_default"](
+            image_bytes=tf.constant([png_bytes(i) for i in range(requests)]))["probabilities"].numpy()
+        got = np.array([r.json()["predictions"][0]["probabilities"] for r in results])
+        assert np.max(np.abs(got - expected)) <= 1e-6
+    finally:
+        server.stop()
+
+
+def test_full_queue_answers_503(demo_base):
+    server = start_server(model_name="demo", model_base_path=str(demo_base), enable_batching=True,
+                          batching=BatchingOptions(max_batch_size=2, batch_timeout_micros=3_000_000,
+                                                   max_enqueued_batches=1, num_batch_threads=1))
+    try:
+        waiting: list = []
+        first = threading.Thread(target=lambda: waiting.append(
+            http("POST", f"{server.url}/v1/models/demo:predict", body(1))))
+        first.start()
+        # While the 1-row request waits for its batch timeout, a 2-row request needs a second batch.
+        rejected = None
+        for _ in range(200):
+            r = http("POST", f"{server.url}/v1/models/demo:predict", body(5, n=2))
+            if r.status == 503 or not first.is_alive():
+                rejected = r
+                break
+        first.join(30)
+        assert rejected is not None and rejected.status == 503
+        assert rejected.json() == {"error": "The batch scheduling queue to which this task was submitted is full"}
+        assert waiting[0].status == 200
+        too_big = http("POST", f"{server.url}/v1/models/demo:predict", body(1, n=3))
+        assert (too_big.status, too_big.json()) == (400, {"error": "Task size 3 is larger than maximum input batch size 2"})
+    finally:
+        server.stop()
+
+
+def test_scheduler_splits_outputs_pads_to_allowed_sizes_and_keeps_shapes_apart():
+    metrics = ServingMetrics()
+    scheduler = SharedBatchScheduler(BatchingOptions(max_batch_size=8, batch_timeout_micros=200_000,
+                                                     num_batch_threads=1, allowed_batch_sizes=(4, 8)), metrics)
+    seen_sizes: list[int] = []
+
+    def run(inputs):
+        seen_sizes.append(len(inputs["x"]))
+        return {"y": inputs["x"].sum(axis=1)}
+
+    queue = scheduler.add_queue(run, "test")
+    try:
+        futures = [queue.schedule({"x": np.full((1, 2), i, np.float32)}) for i in range(3)]
+        odd = queue.schedule({"x": np.ones((1, 3), np.float32)})  # different inner shape: its own batch
+        assert [f.result(30)["y"].tolist() for f in futures] == [[0.0], [2.0], [4.0]]
+        assert odd.result(30)["y"].tolist() == [3.0]
+        assert sorted(seen_sizes) == [4, 4]  # 3 rows padded to 4, 1 row padded to 4
+        assert metrics.padding_size.total("batch_threads") == 1 + 3
+        with pytest.raises(ServingError) as err:
+            queue.schedule({"x": np.float32(1)})
+        assert err.value.code == Code.INVALID_ARGUMENT
+    finally:
+        scheduler.stop()
+
+
+def test_batching_options_are_validated():
+    with pytest.raises(ConfigError, match="allowed_batch_sizes"):
+        BatchingOptions(max_batch_size=8, allowed_batch_sizes=(4, 6))
+    with pytest.raises(ConfigError, match="num_batch_threads"):
+        BatchingOptions(num_batch_threads=0)
