@@ -14,6 +14,8 @@ import argparse
 import logging
 import os
 import sys
+import traceback
+import warnings
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -97,18 +99,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         data_root = Path(cfg.data.root).expanduser().resolve()
         if not data_root.is_dir():
             raise SystemExit(f"lenspipe: --data {cfg.data.root}: not a directory; give a folder of <class>/<image> files")
-    num_classes = None
     if cfg.data.format == "images" and cfg.data.span_pattern is None:
-        num_classes = sum(1 for p in data_root.iterdir() if p.is_dir() and not p.name.startswith("."))
-        if num_classes < 2:
+        counts = datasets.describe_image_folder(data_root)
+        if len(counts) < 2:
             raise SystemExit(
-                f"lenspipe: --data {data_root}: found {num_classes} class folder(s); need at least 2 "
+                f"lenspipe: --data {data_root}: found {len(counts)} class folder(s); need at least 2 "
                 "sub-folders, one per class (<DIR>/<class>/<image>)"
             )
-    return _run_pipeline(cfg, str(data_root), num_classes)
+        print(f"lenspipe: {sum(counts.values())} image files in {len(counts)} classes", file=sys.stderr)
+    return _run_pipeline(cfg, str(data_root))
 
 
-def _run_pipeline(cfg, data_root: str, num_classes: Optional[int]) -> int:
+def _run_pipeline(cfg, data_root: str) -> int:
     from pipeline import report
     from pipeline.runners import local
 
@@ -121,10 +123,12 @@ def _run_pipeline(cfg, data_root: str, num_classes: Optional[int]) -> int:
     paths = local.LocalPaths.from_config(cfg)
     error: Optional[BaseException] = None
     try:
-        local.run(cfg, data_root, num_classes=num_classes, log_file=log_file)
+        local.run(cfg, data_root, log_file=log_file)
     except Exception as e:  # noqa: BLE001 - summarised below, full traceback in the log
         error = e
-        logging.getLogger("lenspipe").debug("pipeline failed", exc_info=True)
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_file, "a") as f:
+            f.write("lenspipe: pipeline failed\n" + "".join(traceback.format_exception(e)))
     run_id = report.latest_run_id(str(paths.metadata_path), cfg.runtime.pipeline_name)
     summary = report.read_run(str(paths.metadata_path), run_id) if run_id else None
     if summary is not None:
@@ -169,8 +173,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_libraries() -> None:
+    """Keep the terminal for lenspipe's own progress; everything else goes to the log file."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # also hides the CUDA-plugin noise on CPU machines
+    for category in (FutureWarning, DeprecationWarning, UserWarning):
+        warnings.filterwarnings("ignore", category=category)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    _quiet_libraries()
     if argv and argv[0] in ("serve", "predict"):
         from serving import cli as serving_cli
 
@@ -180,5 +192,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return args.func(args)
 
 
+def entry() -> None:
+    """Console-script entry point.
+
+    Exits without interpreter teardown once output is flushed: TensorFlow's
+    function finalizers otherwise print 'Exception ignored in AtomicFunction.__del__'
+    noise after a successful run.
+    """
+    try:
+        code = main()
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (print(e.code, file=sys.stderr) or EXIT_USAGE)
+    except KeyboardInterrupt:
+        code = 130
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -45,8 +45,13 @@ def stats_options() -> tfdv_options.StatsOptions:
     )
 
 
-def eval_config(cfg: LenspipeConfig, num_classes: Optional[int]) -> tfma.EvalConfig:
-    """TFMA config: metrics by slice, the value gate overall and the change gate against the baseline."""
+def eval_config(cfg: LenspipeConfig) -> tfma.EvalConfig:
+    """TFMA config: metrics by slice, the value gate overall and the change gate against the baseline.
+
+    Per-class recall is the accuracy on each label slice; per-class precision and
+    recall at the argmax both come from the multi-class confusion matrix (the report
+    reads them there), so the class count need not be known when compiling.
+    """
     overall = tfma.SlicingSpec()
     by_label = tfma.SlicingSpec(feature_keys=[features.LABEL_NAME_KEY])
     slices = [
@@ -88,13 +93,6 @@ def eval_config(cfg: LenspipeConfig, num_classes: Optional[int]) -> tfma.EvalCon
             ]
         )
     ]
-    if num_classes:
-        metrics_specs.append(
-            tfma.MetricsSpec(
-                metrics=[tfma.MetricConfig(class_name="Precision"), tfma.MetricConfig(class_name="Recall")],
-                binarize=tfma.BinarizationOptions(class_ids={"values": list(range(num_classes))}),
-            )
-        )
     return tfma.EvalConfig(
         model_specs=[
             tfma.ModelSpec(
@@ -118,15 +116,13 @@ def create_pipeline(
     serving_model_dir: str,
     metadata_connection_config: Any = None,
     beam_pipeline_args: Optional[Sequence[str]] = None,
-    num_classes: Optional[int] = None,
     code_version: str = "",
     baseline: str = "previous",
 ) -> tfx.dsl.Pipeline:
     """Build the lenspipe pipeline.
 
     ``data_root`` holds the images (or TFRecords); ``serving_model_dir`` is the model
-    base path the Pusher writes versions into. ``num_classes``, when known, adds
-    per-class precision/recall to the evaluation. ``code_version`` (a hash of the
+    base path the Pusher writes versions into. ``code_version`` (a hash of the
     transform and trainer sources) goes into the custom configs so that a code
     change invalidates the cache even though the code is referenced by dotted path.
     ``baseline`` = "previous" (skip the candidate; local and Airflow) or "latest"
@@ -219,7 +215,7 @@ def create_pipeline(
         model=trainer.outputs["model"],
         baseline_model=baseline_resolver.outputs[MODEL_KEY],
         schema=schema,
-        eval_config=eval_config(cfg, num_classes),
+        eval_config=eval_config(cfg),
         example_splits=[EVAL_SPLIT],
     )
     pusher = VersionedPusher(

@@ -16,7 +16,6 @@ from typing import Any, Optional
 import ml_metadata as mlmd
 from ml_metadata.proto import metadata_store_pb2
 
-from pipeline import features
 
 _STATE_NAMES = {v: k.lower() for k, v in metadata_store_pb2.Execution.State.items()}
 
@@ -42,7 +41,8 @@ class RunSummary:
     overall: Optional[SliceMetric] = None
     worst_slice: Optional[SliceMetric] = None
     slices: list[SliceMetric] = field(default_factory=list)
-    per_class: dict[str, dict[str, float]] = field(default_factory=dict)  # class id -> precision/recall
+    per_class: dict[str, dict[str, float]] = field(default_factory=dict)  # class id -> precision/recall/support
+    confusion: dict[tuple[int, int], float] = field(default_factory=dict)  # (actual, predicted) -> count
     blessed: Optional[bool] = None
     blessing_reason: str = ""
     pushed: Optional[bool] = None
@@ -159,17 +159,48 @@ def _metrics(summary: RunSummary, evaluation_uri: str) -> None:
                 acc = value
             elif key.name == "example_count" and not key.HasField("sub_key"):
                 count = int(value)
-            elif key.name in ("precision", "recall") and key.sub_key.HasField("class_id") and name == "overall":
-                summary.per_class.setdefault(str(key.sub_key.class_id.value), {})[key.name] = value
         if acc is None:
             continue
         metric = SliceMetric(name, acc, count)
         summary.slices.append(metric)
         if name == "overall":
             summary.overall = metric
+    _per_class(summary, evaluation_uri)
     others = [s for s in summary.slices if s.slice_name != "overall"]
     if others:
         summary.worst_slice = min(others, key=lambda s: (s.accuracy, -s.count))
+
+
+def _per_class(summary: RunSummary, evaluation_uri: str) -> None:
+    """Per-class precision and recall at the argmax, from the overall confusion matrix."""
+    import tensorflow_model_analysis as tfma
+
+    try:
+        plots = list(tfma.load_plots(evaluation_uri))
+    except Exception:  # noqa: BLE001
+        return
+    for p in plots:
+        if p.slice_key.single_slice_keys:
+            continue
+        for kv in p.plot_keys_and_values:
+            if kv.key.model_name not in ("", "candidate") or not kv.value.HasField(
+                "multi_class_confusion_matrix_at_thresholds"
+            ):
+                continue
+            matrix: dict[tuple[int, int], float] = {}
+            for entry in kv.value.multi_class_confusion_matrix_at_thresholds.matrices[0].entries:
+                matrix[(entry.actual_class_id, entry.predicted_class_id)] = entry.num_weighted_examples
+            summary.confusion = matrix
+            classes = sorted({a for a, _ in matrix} | {b for _, b in matrix})
+            for c in classes:
+                tp = matrix.get((c, c), 0.0)
+                actual = sum(v for (a, _), v in matrix.items() if a == c)
+                predicted = sum(v for (_, b), v in matrix.items() if b == c)
+                summary.per_class[str(c)] = {
+                    "precision": tp / predicted if predicted else float("nan"),
+                    "recall": tp / actual if actual else float("nan"),
+                    "support": actual,
+                }
 
 
 def _blessing_reason(evaluation_uri: str) -> str:
@@ -206,29 +237,29 @@ def read_run(metadata_path: str, run_id: str) -> RunSummary:
     run_ctx = store.get_context_by_type_and_name("pipeline_run", run_id)
     if run_ctx is None:
         return summary
+    execution_types = {t.id: t.name for t in store.get_execution_types()}
     for execution in sorted(store.get_executions_by_context(run_ctx.id), key=lambda e: e.id):
         node_ctx = [c for c in store.get_contexts_by_execution(execution.id) if c.type == "node"]
         node = node_ctx[0].name.split(".", 1)[-1] if node_ctx else str(execution.id)
         state = _STATE_NAMES.get(execution.last_known_state, "unknown")
+        if execution_types.get(execution.type_id, "").endswith(".Resolver"):
+            state = "resolved"  # a resolver is an input query, not a component run
         summary.node_states[node] = state
         outputs = _outputs(store, execution.id)
         for artifact in outputs.get("rejected", []):
-            rows = []
-            path = os.path.join(artifact.uri, "rejected.jsonl")
-            if os.path.exists(path):
-                with open(path) as f:
-                    rows = [json.loads(line) for line in f if line.strip()]
-            summary.rejected = rows
+            from components.image_example_gen.executor import read_rejected
+
+            summary.rejected = read_rejected(artifact.uri)
         for artifact in outputs.get("statistics", []):
             summary.split_counts = _split_counts(artifact.uri)
         for artifact in outputs.get("anomalies", []):
+            from tfx.types import standard_artifacts
+
             from components.data_gate import read_anomalies
-            from tfx.types import artifact_utils, standard_artifacts
 
             tfx_artifact = standard_artifacts.ExampleAnomalies()
             tfx_artifact.set_mlmd_artifact(artifact)
             summary.anomalies = read_anomalies(tfx_artifact)
-            del artifact_utils
         for artifact in outputs.get("best_hyperparameters", []):
             config = _read_json(os.path.join(artifact.uri, "best_hyperparameters.txt")) or {}
             summary.best_hyperparameters = config.get("values", {})
@@ -277,8 +308,8 @@ def format_summary(summary: RunSummary, class_names: Optional[list[str]] = None)
         lines.append(f"  worst slice:   {w.slice_name}: accuracy {w.accuracy:.4f} ({w.count} images)")
     if summary.per_class:
         names = class_names or []
-        recalls = sorted(summary.per_class.items(), key=lambda kv: kv[1].get("recall", 1.0))
-        cid, vals = recalls[0]
+        measured = [kv for kv in summary.per_class.items() if kv[1].get("recall") == kv[1].get("recall")]
+        cid, vals = min(measured or summary.per_class.items(), key=lambda kv: kv[1].get("recall", 1.0))
         label = names[int(cid)] if names and int(cid) < len(names) else f"class {cid}"
         lines.append(
             f"  weakest class: {label}: recall {vals.get('recall', float('nan')):.4f}, "
@@ -305,4 +336,4 @@ def class_names_of(model_dir: str) -> list[str]:
     return list(meta.get("class_names", []))
 
 
-__all__ = ["RunSummary", "SliceMetric", "class_names_of", "format_summary", "latest_run_id", "read_run", "features"]
+__all__ = ["RunSummary", "SliceMetric", "class_names_of", "format_summary", "latest_run_id", "read_run"]

@@ -58,7 +58,7 @@ def setup(fn_args: Any) -> TrainingSetup:
     seed = int(cfg["seed"])
     set_seeds(seed)
     image = cfg["image"]
-    tft_output = tft.TFTransformOutput(fn_args.transform_output)
+    tft_output = tft.TFTransformOutput(fn_args.transform_graph_path)
     names = signatures.class_names(tft_output)
     if len(names) < 2:
         raise ValueError(f"need at least 2 classes to train, the label vocabulary has {names}")

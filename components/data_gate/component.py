@@ -5,7 +5,6 @@ is wired downstream of this gate, so a failed gate means nothing is transformed,
 trained or pushed.
 """
 
-from __future__ import annotations
 
 import os
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import sys
@@ -74,10 +75,34 @@ class _ProgressHandler(logging.Handler):
         self.stream.flush()
 
 
+@contextlib.contextmanager
+def _logs_to_file(log_file: Optional[Path], progress: logging.Handler):
+    """During a run: every library log line to ``log_file``, one progress line per node to the terminal."""
+    root = logging.getLogger()
+    absl_logger = logging.getLogger("absl")
+    saved = (list(root.handlers), root.level, absl_logger.level)
+    handlers: list[logging.Handler] = []
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        file_handler = logging.FileHandler(log_file, mode="w")
+        file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handlers.append(file_handler)
+    root.handlers = handlers + [progress]
+    root.setLevel(logging.INFO)
+    absl_logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.close()
+        root.handlers, root_level, absl_level = saved
+        root.setLevel(root_level)
+        absl_logger.setLevel(absl_level)
+
+
 def run(
     cfg: LenspipeConfig,
     data_root: str,
-    num_classes: Optional[int] = None,
     log_file: Optional[Path] = None,
     stream: TextIO = sys.stderr,
 ) -> LocalPaths:
@@ -107,25 +132,8 @@ def run(
         serving_model_dir=str(paths.serving_model_dir),
         metadata_connection_config=connection,
         beam_pipeline_args=beam_args,
-        num_classes=num_classes,
         code_version=code_version(),
     )
-    absl_logger = logging.getLogger("absl")
-    progress = _ProgressHandler(total=len(pipeline.components), stream=stream)
-    handlers: list[logging.Handler] = [progress]
-    if log_file is not None:
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        file_handler = logging.FileHandler(log_file)
-        file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-        handlers.append(file_handler)
-        logging.getLogger().addHandler(file_handler)
-    absl_logger.addHandler(progress)
-    absl_logger.setLevel(logging.INFO)
-    try:
+    with _logs_to_file(log_file, _ProgressHandler(total=len(pipeline.components), stream=stream)):
         BeamDagRunner().run(pipeline)
-    finally:
-        absl_logger.removeHandler(progress)
-        if log_file is not None:
-            logging.getLogger().removeHandler(handlers[-1])
-            handlers[-1].close()
     return paths

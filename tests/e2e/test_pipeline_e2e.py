@@ -1,0 +1,127 @@
+"""The whole pipeline through the `lenspipe` command on ~200 embedded digits.
+
+One pipeline run takes about a minute on 2 cores, so the runs are module fixtures
+shared by the assertions about them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipeline import report
+
+pytestmark = pytest.mark.e2e
+
+SMALL = [
+    "--set", "data.embedded_per_class=20",
+    "--image-size", "16",
+    "--channels", "1",
+    "--trials", "1",
+    "--set", "tuner.epochs=2",
+    "--epochs", "15",
+    "--set", "trainer.early_stopping_patience=15",
+    "--min-accuracy", "0.5",
+]
+COMPONENTS = {
+    "ImageExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "DataGate",
+    "Transform", "Tuner", "Trainer", "Evaluator", "VersionedPusher",
+}
+
+
+def lenspipe(*args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.run(
+        [sys.executable, "-c", "from pipeline.cli import entry; entry()", *args],
+        capture_output=True, text=True, env=env, timeout=1200,
+    )
+
+
+def summary_of(work: Path) -> report.RunSummary:
+    metadata = str(work / "metadata" / "lenspipe.sqlite")
+    return report.read_run(metadata, report.latest_run_id(metadata, "lenspipe"))
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("e2e")
+
+
+@pytest.fixture(scope="module")
+def first_run(work):
+    result = lenspipe("run", "--work-dir", str(work), *SMALL)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result, summary_of(work)
+
+
+@pytest.fixture(scope="module")
+def second_run(work, first_run):
+    result = lenspipe("run", "--work-dir", str(work), *SMALL)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result, summary_of(work)
+
+
+def test_first_run_executes_everything_and_blesses(first_run):
+    result, summary = first_run
+    assert set(summary.executed) == COMPONENTS
+    assert summary.blessed is True
+    assert summary.pushed is True and summary.pushed_version == "1"
+    assert sum(summary.split_counts.values()) == 200
+    assert set(summary.split_counts) == {"train", "eval", "test"}
+    assert summary.overall is not None and summary.overall.accuracy >= 0.5
+    assert "blessed:    yes" in result.stdout and "pushed:     version 1" in result.stdout
+
+
+def test_pushed_version_is_complete_and_serves_raw_png(work, first_run):
+    import numpy as np
+    import tensorflow as tf
+
+    base = work / "serving" / "lenspipe"
+    assert sorted(p.name for p in base.iterdir()) == ["1"]  # no temporary copies left behind
+    version = base / "1"
+    assert (version / "saved_model.pb").is_file() and (version / "variables").is_dir()
+    meta = json.loads((version / "assets.extra" / "lenspipe.json").read_text())
+    assert meta["seed"] == 42 and sorted(meta["class_names"]) == [str(d) for d in range(10)]
+
+    png = next((work / "data" / "digits-20" / "7").glob("*.png")).read_bytes()
+    out = tf.saved_model.load(str(version)).signatures["serving_default"](image_bytes=tf.constant([png]))
+    probs = out["probabilities"].numpy()
+    assert probs.shape == (1, 10)
+    np.testing.assert_allclose(probs.sum(), 1.0, atol=1e-5)
+    assert out["label"].numpy()[0].decode() == meta["class_names"][int(out["class_id"].numpy()[0])]
+
+
+def test_second_run_with_nothing_changed_is_all_cached(work, second_run):
+    result, summary = second_run
+    assert summary.executed == []
+    assert set(summary.cached) == COMPONENTS
+    assert sorted(p.name for p in (work / "serving" / "lenspipe").iterdir()) == ["1"]
+    assert "10 cached" in result.stdout
+
+
+def test_failing_data_gate_stops_before_training_and_pushes_nothing(tmp_path, first_run, work):
+    from tensorflow_metadata.proto.v0 import schema_pb2
+    from google.protobuf import text_format
+
+    # A curated schema that does not know class "9": the data now has an anomaly.
+    inferred = next((work / "pipelines" / "lenspipe" / "SchemaGen" / "schema").glob("*/schema.pbtxt"))
+    schema = text_format.Parse(inferred.read_text(), schema_pb2.Schema())
+    domain = next(d for d in schema.string_domain if d.name == "label_name")
+    domain.value.remove("9")
+    curated = tmp_path / "schema.pbtxt"
+    curated.write_text(text_format.MessageToString(schema))
+
+    gated = tmp_path / "work"
+    result = lenspipe("run", "--work-dir", str(gated), *SMALL, "--set", f"data.schema_file={curated}")
+    assert result.returncode == 1
+    assert "data gate: 1 anomaly" in result.stderr
+    assert "label_name" in result.stderr
+    summary = summary_of(gated)
+    assert summary.failed == ["DataGate"]
+    assert not {"Transform", "Tuner", "Trainer", "Evaluator", "VersionedPusher"} & set(summary.node_states)
+    assert not (gated / "serving").exists()

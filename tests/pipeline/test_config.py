@@ -1,0 +1,56 @@
+"""The typed config: defaults run as is, overrides layer on, bad values name their field."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.config import ConfigError, LenspipeConfig, load_config
+
+
+def test_defaults_validate_and_point_at_the_work_dir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config()
+    assert cfg == LenspipeConfig()
+    assert cfg.serving_model_path == tmp_path / "lenspipe-work" / "serving"
+
+
+def test_file_then_overrides(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("trainer:\n  epochs: 7\n  batch_size: 16\nimage:\n  channels: 1\n")
+    cfg = load_config(path, {"trainer.epochs": "9", "evaluator.min_class_recall": "0.8", "data.root": "none"})
+    assert cfg.trainer.epochs == 9  # the CLI wins over the file
+    assert cfg.trainer.batch_size == 16
+    assert cfg.image.channels == 1
+    assert cfg.evaluator.min_class_recall == 0.8
+    assert cfg.data.root is None
+
+
+@pytest.mark.parametrize(
+    "overrides, field",
+    [
+        ({"trainer.epochs": "0"}, "trainer.epochs"),
+        ({"image.channels": "2"}, "image.channels"),
+        ({"evaluator.min_accuracy": "1.5"}, "evaluator.min_accuracy"),
+        ({"trainer.epochz": "3"}, "trainer.epochz"),
+        ({"pusher.model_name": "../escape"}, "pusher.model_name"),
+        ({"data.span_pattern": "span-x"}, "data.span_pattern"),
+    ],
+)
+def test_bad_values_fail_naming_the_field(overrides, field):
+    with pytest.raises(ConfigError) as err:
+        load_config(None, overrides)
+    assert field.split(".")[-1] in str(err.value) or field in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_unreadable_or_malformed_file(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("trainer: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    listy = tmp_path / "list.yaml"
+    listy.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="must hold a mapping"):
+        load_config(listy)

@@ -1,0 +1,75 @@
+"""create_pipeline: the wiring that keeps bad data and weak models away from serving."""
+
+from __future__ import annotations
+
+import tensorflow_model_analysis as tfma
+
+from pipeline import features
+from pipeline.config import load_config
+from pipeline.pipeline import ACCURACY, EVAL_SPLIT, create_pipeline, eval_config
+
+
+def build(**overrides):
+    cfg = load_config(None, overrides)
+    return create_pipeline(cfg, data_root="/data", pipeline_root="/root", serving_model_dir="/serving/m")
+
+
+def by_id(pipeline):
+    return {c.id: c for c in pipeline.components}
+
+
+def test_every_stage_present_and_gate_precedes_transform():
+    nodes = by_id(build())
+    assert list(nodes) == [
+        "ImageExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "DataGate", "Transform",
+        "Tuner", "Trainer", "baseline_resolver", "Evaluator", "VersionedPusher",
+    ]
+    assert "DataGate" in {n.id for n in nodes["Transform"].upstream_nodes}
+
+
+def test_pusher_needs_the_blessing_and_evaluator_uses_held_out_split():
+    nodes = by_id(build())
+    pusher_inputs = nodes["VersionedPusher"].inputs
+    assert pusher_inputs["model_blessing"].producer_component_id == "Evaluator"
+    assert nodes["Evaluator"].exec_properties["example_splits"] == f'["{EVAL_SPLIT}"]'
+
+
+def test_tuner_off_means_no_tuner_and_trainer_without_hyperparameters():
+    nodes = by_id(build(**{"tuner.enabled": "false"}))
+    assert "Tuner" not in nodes
+    assert "hyperparameters" not in nodes["Trainer"].inputs
+
+
+def test_curated_schema_replaces_schema_inference():
+    nodes = by_id(build(**{"data.schema_file": "/s/schema.pbtxt"}))
+    assert "SchemaGen" not in nodes
+    assert nodes["ImportSchemaGen"].exec_properties["schema_file"] == "/s/schema.pbtxt"
+
+
+def test_value_and_change_thresholds_gate_the_overall_slice_only():
+    cfg = load_config(None, {"evaluator.min_accuracy": "0.93", "evaluator.max_accuracy_drop": "0.02"})
+    config = eval_config(cfg)
+    accuracy = [m for spec in config.metrics_specs for m in spec.metrics if m.class_name == "SparseCategoricalAccuracy"]
+    assert len(accuracy) == 1 and ACCURACY in accuracy[0].config
+    (gate,) = accuracy[0].per_slice_thresholds
+    assert list(gate.slicing_specs) == [tfma.SlicingSpec()]
+    assert gate.threshold.value_threshold.lower_bound.value == 0.93
+    assert gate.threshold.change_threshold.absolute.value == -0.02
+    assert gate.threshold.change_threshold.direction == tfma.MetricDirection.HIGHER_IS_BETTER
+    slices = {tuple(s.feature_keys) for s in config.slicing_specs}
+    assert {(), (features.LABEL_NAME_KEY,), (features.BRIGHTNESS_BUCKET_KEY,)} <= slices
+
+
+def test_class_recall_gate_only_when_asked():
+    cfg = load_config(None, {"evaluator.min_class_recall": "0.8"})
+    accuracy = next(m for spec in eval_config(cfg).metrics_specs for m in spec.metrics if m.class_name == "SparseCategoricalAccuracy")
+    by_label = [t for t in accuracy.per_slice_thresholds if list(t.slicing_specs) == [tfma.SlicingSpec(feature_keys=[features.LABEL_NAME_KEY])]]
+    assert len(by_label) == 1 and by_label[0].threshold.value_threshold.lower_bound.value == 0.8
+
+
+def test_code_version_reaches_transform_and_trainer_configs():
+    cfg = load_config()
+    p = create_pipeline(cfg, data_root="/d", pipeline_root="/r", serving_model_dir="/s", code_version="abc123")
+    nodes = by_id(p)
+    for node in ("Transform", "Trainer", "Tuner"):
+        assert "abc123" in nodes[node].exec_properties["custom_config"]
