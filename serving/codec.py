@@ -208,7 +208,11 @@ def _json_value(alias: str, array: np.ndarray) -> Any:
             encode = lambda b: {"b64": base64.b64encode(b).decode("ascii")}  # noqa: E731
         else:
             encode = lambda b: b.decode("utf-8", errors="replace")  # noqa: E731
-        return np.vectorize(encode, otypes=[object])(array).tolist() if array.ndim else encode(array.item())
+        if array.ndim == 0:
+            return encode(array.item())
+        if array.ndim == 1:
+            return [encode(b) for b in array.tolist()]
+        return np.vectorize(encode, otypes=[object])(array).tolist()
     return array if array.ndim else array.item()
 
 

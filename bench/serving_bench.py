@@ -1,0 +1,248 @@
+"""Serving benchmark: `lenspipe serve` vs the in-process limit vs a naive one-call-per-request server.
+
+For each concurrency (default 1, 8, 32, 64) a load generator process sends one-image b64 PNG
+`:predict` requests for a fixed time and reports images/s and p50/p99 latency against
+  (server) `python -m serving` with dynamic batching, as `lenspipe serve` runs it;
+  (naive)  bench/naive_server.py: one model call per request, like the web-framework tutorials;
+  (limit)  in-process calls of the same SavedModel signature with a batch of `concurrency` images
+           (no HTTP, no JSON): the most the model itself can do on this machine.
+Every server and the load generator run in separate processes. Writes bench/results/serving.md
+(temp file + rename). Run: python -m bench.serving_bench [--model_base_path DIR] (make bench-serving).
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_BASE = "lenspipe-work/serving/lenspipe"
+# One batch thread: on a 2-core machine a second one only competes with the HTTP loop for the GIL
+# and the cores TF's intra-op pool already uses; a 2 ms window lets batches fill under load.
+BATCHING = ("max_batch_size { value: 64 } batch_timeout_micros { value: 2000 } "
+            "max_enqueued_batches { value: 1000 } num_batch_threads { value: 1 }")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def latest_version(base: Path) -> int | None:
+    """The highest integer version directory holding saved_model.pb, or None."""
+    versions = [int(p.name) for p in base.iterdir() if p.name.isdigit() and (p / "saved_model.pb").is_file()] \
+        if base.is_dir() else []
+    return max(versions) if versions else None
+
+
+def write_images(directory: Path, count: int, side: int) -> None:
+    """Deterministic grayscale PNGs (digit-sized noise) for the requests."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        buffer = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (side, side), dtype=np.uint8), mode="L").save(buffer, format="PNG")
+        (directory / f"{i:04d}.png").write_bytes(buffer.getvalue())
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONWARNINGS": "ignore"}
+
+
+def _wait_ready(url: str, process: subprocess.Popen, limit: float = 300.0) -> None:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode} before it was ready")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"server not ready after {limit:.0f}s")
+
+
+def _stop(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def _load(url: str, concurrency: int, seconds: float, image_dir: Path) -> dict:
+    out = subprocess.run([sys.executable, "-m", "bench.serving_loadgen", url, str(concurrency), str(seconds),
+                          str(image_dir)], cwd=REPO, env=_env(), capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def measure_server(command: list[str], port: int, model: str, levels: list[int], seconds: float,
+                   image_dir: Path) -> list[dict]:
+    process = subprocess.Popen(command, cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_ready(f"http://127.0.0.1:{port}/readyz", process)
+        url = f"http://127.0.0.1:{port}/v1/models/{model}:predict"
+        return [_load(url, c, seconds, image_dir) for c in levels]
+    finally:
+        _stop(process)
+
+
+def limit_main(base: str, levels: str, seconds: float, image_dir: str) -> None:
+    """(subprocess) In-process batched calls of serving_default; prints one JSON list."""
+    import tensorflow as tf
+
+    version = latest_version(Path(base))
+    fn = tf.saved_model.load(str(Path(base) / str(version))).signatures["serving_default"]
+    images = [p.read_bytes() for p in sorted(Path(image_dir).glob("*.png"))]
+    results = []
+    for concurrency in map(int, levels.split(",")):
+        batch = tf.constant([images[i % len(images)] for i in range(concurrency)])
+        fn(image_bytes=batch)  # trace/warm up
+        latencies = []
+        start = time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            sent = time.perf_counter()
+            fn(image_bytes=batch)["probabilities"].numpy()
+            latencies.append(time.perf_counter() - sent)
+        elapsed = time.perf_counter() - start
+        latencies.sort()
+        results.append({"concurrency": concurrency, "requests": len(latencies) * concurrency, "errors": 0,
+                        "images_per_s": len(latencies) * concurrency / elapsed,
+                        "p50_ms": latencies[len(latencies) // 2] * 1000,
+                        "p99_ms": latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))] * 1000})
+    print(json.dumps(results))
+
+
+def machine_facts() -> list[str]:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return [f"CPU: {cpu}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, no GPU",
+            f"Python {platform.python_version()} on {platform.system()} {platform.release()}",
+            f"load average at start: {', '.join(f'{x:.2f}' for x in os.getloadavg())}"]
+
+
+def render(results: dict[str, list[dict]], levels: list[int], command: str, facts: list[str], model: str,
+           seconds: float, batching: str) -> str:
+    rows = ["| concurrency | lenspipe serve img/s | p50 ms | p99 ms | limit img/s | p50 ms | p99 ms "
+            "| naive img/s | p50 ms | p99 ms | errors |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for i, level in enumerate(levels):
+        s, l, n = results["server"][i], results["limit"][i], results["naive"][i]
+        rows.append(f"| {level} | {s['images_per_s']:.0f} | {s['p50_ms']:.1f} | {s['p99_ms']:.1f} "
+                    f"| {l['images_per_s']:.0f} | {l['p50_ms']:.1f} | {l['p99_ms']:.1f} "
+                    f"| {n['images_per_s']:.0f} | {n['p50_ms']:.1f} | {n['p99_ms']:.1f} "
+                    f"| {s['errors'] + n['errors']} |")
+    ratio_lines = []
+    if 32 in levels:
+        i = levels.index(32)
+        server, limit, naive = (results[k][i]["images_per_s"] for k in ("server", "limit", "naive"))
+        ratio_lines = [f"- server / limit at concurrency 32: **{server / limit:.2f}** (target >= 0.7)",
+                       f"- server / naive at concurrency 32: **{server / naive:.2f}** (target >= 5)"]
+    return "\n".join([
+        "# Serving benchmark", "",
+        f"One-image b64 PNG `:predict` requests, closed loop, {seconds:g} s per point after a 1 s warm-up; "
+        f"model `{model}`.",
+        "- **lenspipe serve**: `python -m serving --enable_batching` with batching parameters "
+        f"`{batching}`.",
+        "- **limit**: in-process calls of the same `serving_default` signature with a batch of "
+        "`concurrency` images (no HTTP, no JSON); latency is per call.",
+        "- **naive**: `bench/naive_server.py`, one model call per request (the web-framework tutorial pattern).",
+        "- The load generator (`bench/serving_loadgen.py`, aiohttp) is its own process and shares the "
+        "machine's cores with the server under test.", "",
+        *rows, "", *ratio_lines, "", "Command:", "", f"    {command}", "", "Machine:", "",
+        *[f"- {fact}" for fact in facts], ""])
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.serving_bench", description=__doc__.splitlines()[0])
+    p.add_argument("--model_base_path", default=DEFAULT_BASE, help="TF Serving base path to serve.")
+    p.add_argument("--model_name", default="lenspipe", help="Model name in the URL.")
+    p.add_argument("--concurrency", default="1,8,32,64", help="Comma-separated client counts.")
+    p.add_argument("--seconds", type=float, default=4.0, help="Measured seconds per point (bounded).")
+    p.add_argument("--images", type=int, default=64, help="Distinct request images.")
+    p.add_argument("--image_side", type=int, default=28, help="Request PNG side in pixels.")
+    p.add_argument("--batching", default=BATCHING, help="BatchingParameters text proto for the server.")
+    p.add_argument("--output", default="bench/results/serving.md", help="Markdown report to write.")
+    p.add_argument("--make-demo-model", metavar="DIR", help="Write a demo model version to DIR and exit.")
+    p.add_argument("--_limit", nargs=4, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args._limit:
+        limit_main(args._limit[0], args._limit[1], float(args._limit[2]), args._limit[3])
+        return 0
+    if args.make_demo_model:
+        from bench.serving_demo_model import make_demo_model
+        base = Path(args.make_demo_model)
+        path = make_demo_model(base, (latest_version(base) or 0) + 1)
+        print(f"demo model written to {path}")
+        return 0
+    base = Path(args.model_base_path).resolve()
+    if latest_version(base) is None:
+        print(f"serving_bench: no model version (an integer directory with saved_model.pb) under {base}.\n"
+              "Run `make run` first to train and push one, or point --model_base_path at a TF Serving base path "
+              "(`python -m bench.serving_bench --make-demo-model DIR` writes a demo model).", file=sys.stderr)
+        return 2
+    if not 0 < args.seconds <= 30:
+        print("serving_bench: --seconds must be in (0, 30]", file=sys.stderr)
+        return 2
+    levels = [int(c) for c in args.concurrency.split(",")]
+    command = "python -m bench.serving_bench " + shlex.join(argv if argv is not None else sys.argv[1:])
+    facts = machine_facts()
+    results: dict[str, list[dict]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        image_dir = Path(tmp) / "images"
+        image_dir.mkdir()
+        write_images(image_dir, args.images, args.image_side)
+        batching = Path(tmp) / "batching.config"
+        batching.write_text(args.batching)
+        print("measuring the in-process limit ...", file=sys.stderr)
+        out = subprocess.run([sys.executable, "-m", "bench.serving_bench", "--_limit", str(base), args.concurrency,
+                              str(args.seconds), str(image_dir)], cwd=REPO, env=_env(), capture_output=True,
+                             text=True, check=True)
+        results["limit"] = json.loads(out.stdout.strip().splitlines()[-1])
+        port = _free_port()
+        print("measuring lenspipe serve ...", file=sys.stderr)
+        results["server"] = measure_server(
+            [sys.executable, "-m", "serving", f"--model_name={args.model_name}", f"--model_base_path={base}",
+             f"--rest_api_port={port}", "--port=0", "--enable_batching", f"--batching_parameters_file={batching}"],
+            port, args.model_name, levels, args.seconds, image_dir)
+        port = _free_port()
+        print("measuring the naive server ...", file=sys.stderr)
+        results["naive"] = measure_server([sys.executable, "-m", "bench.naive_server", str(base), str(port)],
+                                          port, args.model_name, levels, args.seconds, image_dir)
+    facts.append(f"load average at end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    report = render(results, levels, command, facts, args.model_name, args.seconds, args.batching)
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp_out = output.with_name(output.name + ".tmp")
+    tmp_out.write_text(report)
+    tmp_out.rename(output)
+    print(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
