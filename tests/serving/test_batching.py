@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import concurrent.futures
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -62,14 +63,14 @@ def test_full_queue_answers_503(demo_base):
             http("POST", f"{server.url}/v1/models/demo:predict", body(1))))
         first.start()
         # While the 1-row request waits for its batch timeout, a 2-row request needs a second batch.
-        rejected = None
-        for _ in range(200):
-            r = http("POST", f"{server.url}/v1/models/demo:predict", body(5, n=2))
-            if r.status == 503 or not first.is_alive():
-                rejected = r
+        scheduler = server.server.core.scheduler
+        for _ in range(600):  # bounded wait until the 1-row request sits in the queue
+            if any(q._rows == 1 for q in scheduler._queues):
                 break
+            time.sleep(0.01)
+        rejected = http("POST", f"{server.url}/v1/models/demo:predict", body(5, n=2))
         first.join(30)
-        assert rejected is not None and rejected.status == 503
+        assert rejected.status == 503
         assert rejected.json() == {"error": "The batch scheduling queue to which this task was submitted is full"}
         assert waiting[0].status == 200
         too_big = http("POST", f"{server.url}/v1/models/demo:predict", body(1, n=3))
