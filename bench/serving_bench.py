@@ -29,8 +29,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_BASE = "lenspipe-work/serving/lenspipe"
 # One batch thread: on a 2-core machine a second one only competes with the HTTP loop for the GIL
-# and the cores TF's intra-op pool already uses; a 2 ms window lets batches fill under load.
-BATCHING = ("max_batch_size { value: 64 } batch_timeout_micros { value: 2000 } "
+# and the cores TF's intra-op pool already uses. A 0 timeout batches whatever queued while the
+# thread was busy: no added latency at concurrency 1, large batches under load.
+BATCHING = ("max_batch_size { value: 64 } batch_timeout_micros { value: 0 } "
             "max_enqueued_batches { value: 1000 } num_batch_threads { value: 1 }")
 
 

@@ -96,7 +96,7 @@ class ServingCore:
         return self.manager.servable(ref.name, ref.version, ref.label)
 
     async def predict(self, ref: ModelRef, signature_name: str, inputs: dict[str, np.ndarray],
-                      servable: Servable | None = None, api: str = "predict") -> tuple[Servable, Signature, dict[str, np.ndarray]]:
+                      servable: Servable | None = None, api: str = "Predict") -> tuple[Servable, Signature, dict[str, np.ndarray]]:
         """Predict: inputs must be exactly the signature's inputs. Returns the servable used and outputs."""
         servable = servable or self.servable(ref)
         signature = servable.signature(signature_name)
@@ -125,7 +125,7 @@ class ServingCore:
             raise invalid_argument("Expected classification signature outputs to contain classes or scores.")
         if not examples:
             raise invalid_argument("Invalid argument: Input is empty.")
-        outputs = await self.run(servable, signature, {"inputs": np.array(examples, dtype=object)}, "classify")
+        outputs = await self.run(servable, signature, {"inputs": np.array(examples, dtype=object)}, "Classify")
         classes, scores = outputs.get("classes"), outputs.get("scores")
         for name, array in (("classes", classes), ("scores", scores)):
             if array is not None and (array.ndim != 2 or array.shape[0] != len(examples)):
@@ -142,7 +142,7 @@ class ServingCore:
             raise invalid_argument("No output Tensor named outputs in regression signature.")
         if not examples:
             raise invalid_argument("Invalid argument: Input is empty.")
-        outputs = await self.run(servable, signature, {"inputs": np.array(examples, dtype=object)}, "regress")
+        outputs = await self.run(servable, signature, {"inputs": np.array(examples, dtype=object)}, "Regress")
         values = outputs["outputs"]
         if values.ndim == 2 and values.shape[1] == 1:
             values = values[:, 0]
@@ -164,7 +164,11 @@ class ServingCore:
 
 def observe_request(metrics: ServingMetrics, model: str, api: str, entrypoint: str, started: float,
                     error: ServingError | None) -> None:
-    """Record TF Serving's request_count and request_latency for one finished request."""
+    """Record TF Serving's request_count and request_latency for one finished request.
+
+    `api` is TF Serving's label value: "Predict", "Classify" or "Regress".
+    """
     metrics.request_count.inc(model, "OK" if error is None else error.code.name)
-    metrics.request_latency.observe((time.perf_counter() - started) * 1e6, model, api, entrypoint)
+    if error is None:  # TF Serving records latency for successful requests only
+        metrics.request_latency.observe((time.perf_counter() - started) * 1e6, model, api, entrypoint)
 

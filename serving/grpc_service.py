@@ -97,7 +97,7 @@ class PredictionService(_Base, prediction_service_pb2_grpc.PredictionServiceServ
             for alias in wanted:
                 response.outputs[alias].CopyFrom(tf.make_tensor_proto(np.asarray(outputs[alias])))
             return response
-        return await self._call(context, request.model_spec.name, "predict", body)
+        return await self._call(context, request.model_spec.name, "Predict", body)
 
     async def Classify(self, request: classification_pb2.ClassificationRequest, context):
         async def body() -> classification_pb2.ClassificationResponse:
@@ -115,7 +115,7 @@ class PredictionService(_Base, prediction_service_pb2_grpc.PredictionServiceServ
                     if scores is not None:
                         cls.score = float(scores[i, j])
             return response
-        return await self._call(context, request.model_spec.name, "classify", body)
+        return await self._call(context, request.model_spec.name, "Classify", body)
 
     async def Regress(self, request: regression_pb2.RegressionRequest, context):
         async def body() -> regression_pb2.RegressionResponse:
@@ -126,7 +126,7 @@ class PredictionService(_Base, prediction_service_pb2_grpc.PredictionServiceServ
             for value in values:
                 response.result.regressions.add().value = float(value)
             return response
-        return await self._call(context, request.model_spec.name, "regress", body)
+        return await self._call(context, request.model_spec.name, "Regress", body)
 
     async def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest, context):
         async def body() -> get_model_metadata_pb2.GetModelMetadataResponse:

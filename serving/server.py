@@ -14,6 +14,7 @@ import time
 import urllib.parse
 from typing import Any
 
+import numpy as np
 from aiohttp import web
 from google.protobuf import json_format
 from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2
@@ -165,7 +166,7 @@ class RestApi:
             error = ServingError(Code.INTERNAL, f"{type(exc).__name__}: {exc}")
             return self._error(error)
         finally:
-            observe_request(self.core.metrics, ref.name, method, "REST", started, error)
+            observe_request(self.core.metrics, ref.name, method.capitalize(), "REST", started, error)
 
     async def _predict(self, ref: ModelRef, body: bytes) -> dict[str, Any]:
         doc = codec.parse_json_body(body)  # JSON first: bad JSON is 400 even for an unknown model
@@ -184,12 +185,13 @@ class RestApi:
         width = (scores if scores is not None else classes).shape[1]
         results = []
         for i in range(rows):
+            # numpy float32 scores serialize as the shortest float32 repr, like TF Serving's output
             results.append([[classes[i, j].decode("utf-8", "replace") if classes is not None else "",
-                             float(scores[i, j]) if scores is not None else 0.0] for j in range(width)])
+                             scores[i, j] if scores is not None else 0.0] for j in range(width)])
         return {"results": results}
 
     async def _regress(self, ref: ModelRef, body: bytes) -> dict[str, Any]:
         doc = codec.parse_json_body(body)
         signature_name = codec.signature_name_of(doc)
         _, _, values = await self.core.regress(ref, signature_name, codec.parse_examples(doc))
-        return {"results": [float(v) for v in values]}
+        return {"results": values.astype(np.float32, copy=False)}

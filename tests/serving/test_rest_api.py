@@ -238,7 +238,7 @@ def test_prometheus_metrics_use_tf_serving_names(main_server):
     assert "# TYPE :tensorflow:serving:request_count counter" in text
     assert ':tensorflow:serving:request_count{model_name="demo",status="OK"}' in text
     assert ':tensorflow:serving:request_count{model_name="demo",status="NOT_FOUND"}' in text
-    assert ':tensorflow:serving:request_latency_bucket{model_name="demo",API="predict",entrypoint="REST",le="10"}' in text
+    assert ':tensorflow:serving:request_latency_bucket{model_name="demo",API="Predict",entrypoint="REST",le="10"}' in text
     assert ":tensorflow:serving:runtime_latency_count" in text
 
 
