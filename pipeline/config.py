@@ -57,10 +57,10 @@ class TunerConfig(_Section):
 
 
 class TrainerConfig(_Section):
-    epochs: int = Field(30, ge=1, le=10000, description="Maximum epochs (early stopping may end sooner).")
+    epochs: int = Field(40, ge=1, le=10000, description="Maximum epochs (early stopping may end sooner).")
     steps_per_epoch: Optional[int] = Field(None, ge=1, description="Cap on batches per epoch; unset = one pass.")
     batch_size: int = Field(64, ge=1, le=4096)
-    early_stopping_patience: int = Field(5, ge=1, description="Epochs without val_loss improvement.")
+    early_stopping_patience: int = Field(8, ge=1, description="Epochs without val_loss improvement.")
     conv_blocks: int = Field(3, ge=1, le=6, description="Conv blocks (conv-BN-ReLU x2, pool).")
     base_filters: int = Field(32, ge=4, le=512, description="Filters of the first block; doubled per block.")
     dense_units: int = Field(128, ge=8, le=4096)

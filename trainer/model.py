@@ -53,7 +53,8 @@ def build_model(
         filters = values["base_filters"] * (2**block)
         for conv in range(2):
             x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"block{block}_conv{conv}")(x)
-            x = keras.layers.BatchNormalization(name=f"block{block}_bn{conv}")(x)
+            # momentum 0.9, not 0.99: small datasets give few steps for the moving statistics to settle
+            x = keras.layers.BatchNormalization(momentum=0.9, name=f"block{block}_bn{conv}")(x)
             x = keras.layers.Activation("relu", name=f"block{block}_relu{conv}")(x)
         if size >= 4:
             x = keras.layers.MaxPooling2D(2, name=f"block{block}_pool")(x)

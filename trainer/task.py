@@ -35,6 +35,8 @@ def run_fn(fn_args: Any) -> None:
         keras.callbacks.EarlyStopping(
             "val_loss", patience=int(s.trainer_cfg["early_stopping_patience"]), restore_best_weights=True
         ),
+        # Anneal when validation stalls: a tuned learning rate is often too high to finish on.
+        keras.callbacks.ReduceLROnPlateau("val_loss", factor=0.3, patience=2, min_lr=1e-5),
         keras.callbacks.TensorBoard(log_dir=os.path.join(fn_args.model_run_dir, "logs")),
     ]
     started = time.monotonic()

@@ -108,19 +108,19 @@ def test_failing_data_gate_stops_before_training_and_pushes_nothing(tmp_path, fi
     from tensorflow_metadata.proto.v0 import schema_pb2
     from google.protobuf import text_format
 
-    # A curated schema that does not know class "9": the data now has an anomaly.
+    # A curated schema that wants images at least 16 px high: the 8 px digits violate it.
     inferred = next((work / "pipelines" / "lenspipe" / "SchemaGen" / "schema").glob("*/schema.pbtxt"))
     schema = text_format.Parse(inferred.read_text(), schema_pb2.Schema())
-    domain = next(d for d in schema.string_domain if d.name == "label_name")
-    domain.value.remove("9")
+    height = next(f for f in schema.feature if f.name == "height")
+    height.int_domain.min = 16
     curated = tmp_path / "schema.pbtxt"
     curated.write_text(text_format.MessageToString(schema))
 
     gated = tmp_path / "work"
     result = lenspipe("run", "--work-dir", str(gated), *SMALL, "--set", f"data.schema_file={curated}")
     assert result.returncode == 1
-    assert "data gate: 1 anomaly" in result.stderr
-    assert "label_name" in result.stderr
+    assert "data gate: 3 anomalies" in result.stderr  # one per split
+    assert "train: feature 'height'" in result.stderr
     summary = summary_of(gated)
     assert summary.failed == ["DataGate"]
     assert not {"Transform", "Tuner", "Trainer", "Evaluator", "VersionedPusher"} & set(summary.node_states)
