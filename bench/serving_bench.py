@@ -94,28 +94,19 @@ def _load(url: str, concurrency: int, seconds: float, image_dir: Path) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def measure_server(command: list[str], port: int, model: str, levels: list[int], seconds: float,
-                   image_dir: Path) -> list[dict]:
-    process = subprocess.Popen(command, cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        _wait_ready(f"http://127.0.0.1:{port}/readyz", process)
-        url = f"http://127.0.0.1:{port}/v1/models/{model}:predict"
-        return [_load(url, c, seconds, image_dir) for c in levels]
-    finally:
-        _stop(process)
-
-
-def limit_main(base: str, levels: str, seconds: float, image_dir: str) -> None:
-    """(subprocess) In-process batched calls of serving_default; prints one JSON list."""
+def limit_main(base: str, image_dir: str) -> None:
+    """(subprocess) Serve limit measurements: for each stdin line "CONCURRENCY SECONDS", call
+    serving_default in-process with a batch of CONCURRENCY images for SECONDS; print one JSON line."""
     import tensorflow as tf
 
     version = latest_version(Path(base))
     fn = tf.saved_model.load(str(Path(base) / str(version))).signatures["serving_default"]
     images = [p.read_bytes() for p in sorted(Path(image_dir).glob("*.png"))]
-    results = []
-    for concurrency in map(int, levels.split(",")):
+    print("ready", flush=True)
+    for line in sys.stdin:
+        concurrency, seconds = int(line.split()[0]), float(line.split()[1])
         batch = tf.constant([images[i % len(images)] for i in range(concurrency)])
-        fn(image_bytes=batch)  # trace/warm up
+        fn(image_bytes=batch)  # warm up this batch shape
         latencies = []
         start = time.perf_counter()
         while time.perf_counter() - start < seconds:
@@ -124,11 +115,17 @@ def limit_main(base: str, levels: str, seconds: float, image_dir: str) -> None:
             latencies.append(time.perf_counter() - sent)
         elapsed = time.perf_counter() - start
         latencies.sort()
-        results.append({"concurrency": concurrency, "requests": len(latencies) * concurrency, "errors": 0,
-                        "images_per_s": len(latencies) * concurrency / elapsed,
-                        "p50_ms": latencies[len(latencies) // 2] * 1000,
-                        "p99_ms": latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))] * 1000})
-    print(json.dumps(results))
+        print(json.dumps({"concurrency": concurrency, "requests": len(latencies) * concurrency, "errors": 0,
+                          "images_per_s": len(latencies) * concurrency / elapsed,
+                          "p50_ms": latencies[len(latencies) // 2] * 1000,
+                          "p99_ms": latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))] * 1000}),
+              flush=True)
+
+
+def _median_point(points: list[dict]) -> dict:
+    """The round with the median throughput (its latencies come with it, so the row is one real run)."""
+    ordered = sorted(points, key=lambda p: p["images_per_s"])
+    return {**ordered[len(ordered) // 2], "errors": sum(p["errors"] for p in points)}
 
 
 def machine_facts() -> list[str]:
@@ -147,7 +144,7 @@ def machine_facts() -> list[str]:
 
 
 def render(results: dict[str, list[dict]], levels: list[int], command: str, facts: list[str], model: str,
-           seconds: float, batching: str) -> str:
+           seconds: float, batching: str, rounds: int) -> str:
     rows = ["| concurrency | lenspipe serve img/s | p50 ms | p99 ms | limit img/s | p50 ms | p99 ms "
             "| naive img/s | p50 ms | p99 ms | errors |",
             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -165,15 +162,15 @@ def render(results: dict[str, list[dict]], levels: list[int], command: str, fact
                        f"- server / naive at concurrency 32: **{server / naive:.2f}** (target >= 5)"]
     return "\n".join([
         "# Serving benchmark", "",
-        f"One-image b64 PNG `:predict` requests, closed loop, {seconds:g} s per point after a 1 s warm-up; "
-        f"model `{model}`.",
+        f"One-image b64 PNG `:predict` requests, closed loop, {seconds:g} s per point after a 1 s warm-up, "
+        f"{rounds} interleaved rounds (each row is the round with the median throughput); model `{model}`.",
         "- **lenspipe serve**: `python -m serving --enable_batching` with batching parameters "
         f"`{batching}`.",
         "- **limit**: in-process calls of the same `serving_default` signature with a batch of "
         "`concurrency` images (no HTTP, no JSON); latency is per call.",
         "- **naive**: `bench/naive_server.py`, one model call per request (the web-framework tutorial pattern).",
         "- The load generator (`bench/serving_loadgen.py`, aiohttp) is its own process and shares the "
-        "machine's cores with the server under test.", "",
+        "machine's cores with the server under test; the limit has no load generator to share with.", "",
         *rows, "", *ratio_lines, "", "Command:", "", f"    {command}", "", "Machine:", "",
         *[f"- {fact}" for fact in facts], ""])
 
@@ -189,10 +186,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batching", default=BATCHING, help="BatchingParameters text proto for the server.")
     p.add_argument("--output", default="bench/results/serving.md", help="Markdown report to write.")
     p.add_argument("--make-demo-model", metavar="DIR", help="Write a demo model version to DIR and exit.")
-    p.add_argument("--_limit", nargs=4, help=argparse.SUPPRESS)
+    p.add_argument("--rounds", type=int, default=3, help="Interleaved rounds; each point reports the median.")
+    p.add_argument("--_limit", nargs=2, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args._limit:
-        limit_main(args._limit[0], args._limit[1], float(args._limit[2]), args._limit[3])
+        limit_main(args._limit[0], args._limit[1])
         return 0
     if args.make_demo_model:
         from bench.serving_demo_model import make_demo_model
@@ -206,36 +204,55 @@ def main(argv: list[str] | None = None) -> int:
               "Run `make run` first to train and push one, or point --model_base_path at a TF Serving base path "
               "(`python -m bench.serving_bench --make-demo-model DIR` writes a demo model).", file=sys.stderr)
         return 2
-    if not 0 < args.seconds <= 30:
-        print("serving_bench: --seconds must be in (0, 30]", file=sys.stderr)
+    if not 0 < args.seconds <= 30 or not 1 <= args.rounds <= 5:
+        print("serving_bench: --seconds must be in (0, 30] and --rounds in [1, 5]", file=sys.stderr)
         return 2
     levels = [int(c) for c in args.concurrency.split(",")]
     command = "python -m bench.serving_bench " + shlex.join(argv if argv is not None else sys.argv[1:])
     facts = machine_facts()
-    results: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         image_dir = Path(tmp) / "images"
         image_dir.mkdir()
         write_images(image_dir, args.images, args.image_side)
         batching = Path(tmp) / "batching.config"
         batching.write_text(args.batching)
-        print("measuring the in-process limit ...", file=sys.stderr)
-        out = subprocess.run([sys.executable, "-m", "bench.serving_bench", "--_limit", str(base), args.concurrency,
-                              str(args.seconds), str(image_dir)], cwd=REPO, env=_env(), capture_output=True,
-                             text=True, check=True)
-        results["limit"] = json.loads(out.stdout.strip().splitlines()[-1])
-        port = _free_port()
-        print("measuring lenspipe serve ...", file=sys.stderr)
-        results["server"] = measure_server(
-            [sys.executable, "-m", "serving", f"--model_name={args.model_name}", f"--model_base_path={base}",
-             f"--rest_api_port={port}", "--port=0", "--enable_batching", f"--batching_parameters_file={batching}"],
-            port, args.model_name, levels, args.seconds, image_dir)
-        port = _free_port()
-        print("measuring the naive server ...", file=sys.stderr)
-        results["naive"] = measure_server([sys.executable, "-m", "bench.naive_server", str(base), str(port)],
-                                          port, args.model_name, levels, args.seconds, image_dir)
+        # All three run side by side and are measured in interleaved rounds (server, naive, limit at
+        # each concurrency), so load from other jobs on the machine hits all three alike.
+        server_port, naive_port = _free_port(), _free_port()
+        processes = [
+            subprocess.Popen([sys.executable, "-m", "serving", f"--model_name={args.model_name}",
+                              f"--model_base_path={base}", f"--rest_api_port={server_port}", "--port=0",
+                              "--enable_batching", f"--batching_parameters_file={batching}"],
+                             cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+            subprocess.Popen([sys.executable, "-m", "bench.naive_server", str(base), str(naive_port)],
+                             cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+        limit = subprocess.Popen([sys.executable, "-m", "bench.serving_bench", "--_limit", str(base), str(image_dir)],
+                                 cwd=REPO, env=_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 stderr=subprocess.DEVNULL, text=True)
+        try:
+            _wait_ready(f"http://127.0.0.1:{server_port}/readyz", processes[0])
+            _wait_ready(f"http://127.0.0.1:{naive_port}/readyz", processes[1])
+            if limit.stdout.readline().strip() != "ready":
+                raise RuntimeError("limit worker failed to start")
+            rounds: dict[str, dict[int, list[dict]]] = {k: {c: [] for c in levels} for k in ("server", "naive", "limit")}
+            for r in range(args.rounds):
+                for c in levels:
+                    print(f"round {r + 1}/{args.rounds}, concurrency {c}", file=sys.stderr)
+                    rounds["server"][c].append(_load(f"http://127.0.0.1:{server_port}/v1/models/{args.model_name}:predict",
+                                                     c, args.seconds, image_dir))
+                    rounds["naive"][c].append(_load(f"http://127.0.0.1:{naive_port}/v1/models/{args.model_name}:predict",
+                                                    c, args.seconds, image_dir))
+                    limit.stdin.write(f"{c} {args.seconds}\n")
+                    limit.stdin.flush()
+                    rounds["limit"][c].append(json.loads(limit.stdout.readline()))
+            results = {k: [_median_point(v[c]) for c in levels] for k, v in rounds.items()}
+        finally:
+            limit.stdin.close()
+            limit.wait(60)
+            for process in processes:
+                _stop(process)
     facts.append(f"load average at end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    report = render(results, levels, command, facts, args.model_name, args.seconds, args.batching)
+    report = render(results, levels, command, facts, args.model_name, args.seconds, args.batching, args.rounds)
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp_out = output.with_name(output.name + ".tmp")
