@@ -146,13 +146,7 @@ def _from_instances(instances: Any, inputs: dict[str, TensorSpec]) -> dict[str, 
         raise invalid_argument("No values in 'instances' list")
     named = isinstance(instances[0], dict) and not _is_b64(instances[0])
     if not named:
-        if len(inputs) != 1:
-            raise invalid_argument("To process 'instances' list as a list of values, signature must have "
-                                   f"exactly one input, but has {len(inputs)}")
-        alias, spec = next(iter(inputs.items()))
-        array = to_array(instances, spec, alias)
-        _check_rank(array, spec, alias, batched=True)
-        return {alias: array}
+        return _single_input(instances, inputs, batched=True, what="'instances' list as a list of values")
     columns: dict[str, list[Any]] = {alias: [] for alias in instances[0]}
     for index, item in enumerate(instances):
         if not isinstance(item, dict) or _is_b64(item):
@@ -168,12 +162,16 @@ def _from_instances(instances: Any, inputs: dict[str, TensorSpec]) -> dict[str, 
 def _from_inputs(value: Any, inputs: dict[str, TensorSpec]) -> dict[str, np.ndarray]:
     if isinstance(value, dict) and not _is_b64(value):
         return _named_arrays(value, inputs, batched=False)
+    return _single_input(value, inputs, batched=False, what="'inputs' as a single value")
+
+
+def _single_input(value: Any, inputs: dict[str, TensorSpec], batched: bool, what: str) -> dict[str, np.ndarray]:
+    """A bare (unnamed) value feeds the signature's only input."""
     if len(inputs) != 1:
-        raise invalid_argument("To process 'inputs' as a single value, signature must have exactly one input, "
-                               f"but has {len(inputs)}")
+        raise invalid_argument(f"To process {what}, signature must have exactly one input, but has {len(inputs)}")
     alias, spec = next(iter(inputs.items()))
     array = to_array(value, spec, alias)
-    _check_rank(array, spec, alias, batched=False)
+    _check_rank(array, spec, alias, batched)
     return {alias: array}
 
 

@@ -13,6 +13,15 @@ from conftest import http
 from fixture_models import LABELS, example_bytes, png_bytes
 
 
+def assert_rpc_error(call, request, code: grpc.StatusCode, details: str | None = None) -> None:
+    """`call(request)` must fail with `code` (and exactly `details` when given)."""
+    with pytest.raises(grpc.RpcError) as err:
+        call(request, timeout=30)
+    assert err.value.code() == code
+    if details is not None:
+        assert err.value.details() == details
+
+
 @pytest.fixture(scope="module")
 def channel(main_server):
     with grpc.insecure_channel(main_server.grpc_target) as ch:
@@ -54,16 +63,12 @@ def test_predict_output_filter_and_errors(predict_stub):
     assert list(response.outputs) == ["label"] and response.model_spec.version.value == 2
 
     request.model_spec.name = "nope"
-    with pytest.raises(grpc.RpcError) as err:
-        predict_stub.Predict(request, timeout=30)
-    assert err.value.code() == grpc.StatusCode.NOT_FOUND
-    assert err.value.details() == "Servable not found for request: Latest(nope)"
+    assert_rpc_error(predict_stub.Predict, request, grpc.StatusCode.NOT_FOUND,
+                     "Servable not found for request: Latest(nope)")
 
     request.model_spec.name = "demo"
     request.model_spec.version_label = "nope"
-    with pytest.raises(grpc.RpcError) as err:
-        predict_stub.Predict(request, timeout=30)
-    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert_rpc_error(predict_stub.Predict, request, grpc.StatusCode.INVALID_ARGUMENT)
 
 
 def test_get_model_metadata(predict_stub):
@@ -78,9 +83,7 @@ def test_get_model_metadata(predict_stub):
     assert sig_map.signature_def["classification"].method_name == "tensorflow/serving/classify"
 
     del request.metadata_field[:]
-    with pytest.raises(grpc.RpcError) as err:
-        predict_stub.GetModelMetadata(request, timeout=30)
-    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert_rpc_error(predict_stub.GetModelMetadata, request, grpc.StatusCode.INVALID_ARGUMENT)
 
 
 def test_get_model_status(model_stub):
@@ -91,9 +94,7 @@ def test_get_model_status(model_stub):
               for s in response.model_version_status}
     assert states[2] == ("AVAILABLE", 0) and states[4][0] == "END" and states[4][1] != 0
     request.model_spec.name = "nope"
-    with pytest.raises(grpc.RpcError) as err:
-        model_stub.GetModelStatus(request, timeout=30)
-    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    assert_rpc_error(model_stub.GetModelStatus, request, grpc.StatusCode.NOT_FOUND)
 
 
 def test_classify_and_regress(predict_stub):
@@ -112,15 +113,12 @@ def test_classify_and_regress(predict_stub):
     assert abs(predict_stub.Regress(regress, timeout=30).result.regressions[0].value - classes[0].score) < 1e-6
 
     request.model_spec.signature_name = "serving_default"
-    with pytest.raises(grpc.RpcError) as err:
-        predict_stub.Classify(request, timeout=30)
-    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "Expected classification signature method_name" in err.value.details()
+    assert_rpc_error(predict_stub.Classify, request, grpc.StatusCode.INVALID_ARGUMENT,
+                     "Expected classification signature method_name to be tensorflow/serving/classify. "
+                     "Was: tensorflow/serving/predict")
 
 
 def test_reload_config_rejects_an_invalid_config(model_stub):
     request = model_management_pb2.ReloadConfigRequest()
     request.config.model_config_list.config.add(name="", base_path="/nowhere")
-    with pytest.raises(grpc.RpcError) as err:
-        model_stub.HandleReloadConfigRequest(request, timeout=30)
-    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert_rpc_error(model_stub.HandleReloadConfigRequest, request, grpc.StatusCode.INVALID_ARGUMENT)
