@@ -154,10 +154,14 @@ class SharedBatchScheduler:
                         best = (ready_at, queue)
                 if best is not None and best[0] <= now:
                     queue = best[1]
-                    batch = queue._take_batch(self.options.max_batch_size)
-                    self._queues = [q for q in self._queues if not (q.closed and not q._tasks)] 
-                    return queue, batch
-                self._queues = [q for q in self._queues if not (q.closed and not q._tasks)]
+                    # Tasks whose caller gave up (REST deadline) were cancelled: drop them. Marking
+                    # the rest running means they can no longer be cancelled while in the model.
+                    batch = [t for t in queue._take_batch(self.options.max_batch_size)
+                             if t.future.set_running_or_notify_cancel()]
+                    if batch:
+                        return queue, batch
+                    continue
+                self._queues = [q for q in self._queues if not (q.closed and not q._tasks)]  # drained
                 if self._stopping and not self._queues:
                     return None
                 self.cond.wait(None if best is None else best[0] - now)

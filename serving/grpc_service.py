@@ -63,6 +63,7 @@ class _Base:
 
     async def _call(self, context: grpc.aio.ServicerContext, model: str, api: str,
                     body: Callable[[], Awaitable[T]]) -> T:
+        """Run `body`, turning a ServingError into a gRPC abort; `api` ("" = none) labels the metrics."""
         started = time.perf_counter()
         error: ServingError | None = None
         try:
@@ -145,7 +146,7 @@ class ModelService(_Base, model_service_pb2_grpc.ModelServiceServicer):
     async def GetModelStatus(self, request: get_model_status_pb2.GetModelStatusRequest, context):
         async def body() -> get_model_status_pb2.GetModelStatusResponse:
             ref = model_ref(request.model_spec)
-            return status_response(ref.name, self.core.manager.status(ref.name, ref.version, ref.label))
+            return status_response(self.core.manager.status(ref.name, ref.version, ref.label))
         return await self._call(context, request.model_spec.name, "", body)
 
     async def HandleReloadConfigRequest(self, request: model_management_pb2.ReloadConfigRequest, context):

@@ -36,7 +36,7 @@ CORS_HEADERS = {"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Method
                 "Access-Control-Allow-Headers": "Content-Type"}
 
 
-def status_response(name: str, records: list[VersionRecord]) -> get_model_status_pb2.GetModelStatusResponse:
+def status_response(records: list[VersionRecord]) -> get_model_status_pb2.GetModelStatusResponse:
     """GetModelStatusResponse for version records (shared with gRPC)."""
     response = get_model_status_pb2.GetModelStatusResponse()
     for record in records:
@@ -131,7 +131,7 @@ class RestApi:
                 if sub:
                     return self._json(200, _metadata_json(metadata_response(self.core, ref)))
                 records = self.core.manager.status(ref.name, ref.version, ref.label)
-                body = json_format.MessageToJson(status_response(ref.name, records),
+                body = json_format.MessageToJson(status_response(records),
                                                  including_default_value_fields=True, indent=1)
                 return self._json(200, body.encode())
             raise malformed

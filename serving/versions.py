@@ -17,7 +17,7 @@ import re
 import time
 from concurrent.futures import Executor
 from pathlib import Path
-from typing import Callable
+from typing import Awaitable, Callable
 
 from tensorflow_serving.config import model_server_config_pb2
 
@@ -106,7 +106,7 @@ class ModelManager:
     """
 
     def __init__(self, loader: Callable[[str, int, Path], Servable], executor: Executor,
-                 metrics: ServingMetrics, on_unload: Callable[[Servable], "asyncio.Future | None"] | None = None) -> None:
+                 metrics: ServingMetrics, on_unload: Callable[[Servable], Awaitable[None]] | None = None) -> None:
         self._loader, self._executor, self._metrics, self._on_unload = loader, executor, metrics, on_unload
         self.models: dict[str, ModelEntry] = {}
 
@@ -183,9 +183,7 @@ class ModelManager:
         record.state = UNLOADING  # stops routing now; in-flight calls keep their reference
         servable, record.servable = record.servable, None
         if self._on_unload is not None:
-            pending = self._on_unload(servable)
-            if pending is not None:
-                await pending
+            await self._on_unload(servable)
         record.state = END
         log.info("unloaded servable version {name: %s version: %d}", entry.name, record.version)
 

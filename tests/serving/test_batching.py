@@ -109,3 +109,18 @@ def test_batching_options_are_validated():
         BatchingOptions(max_batch_size=8, allowed_batch_sizes=(4, 6))
     with pytest.raises(ConfigError, match="num_batch_threads"):
         BatchingOptions(num_batch_threads=0)
+
+
+def test_rest_deadline_is_504_and_the_abandoned_task_is_dropped(demo_base):
+    server = start_server(model_name="demo", model_base_path=str(demo_base), enable_batching=True,
+                          rest_api_timeout_in_ms=300,
+                          batching=BatchingOptions(max_batch_size=2, batch_timeout_micros=30_000_000,
+                                                   num_batch_threads=1))
+    try:
+        late = http("POST", f"{server.url}/v1/models/demo:predict", body(1))  # waits for a batch that never fills
+        assert (late.status, late.json()) == (504, {"error": "Deadline Exceeded"})
+        full = http("POST", f"{server.url}/v1/models/demo:predict", body(1, n=2))  # a full batch runs at once
+        assert full.status == 200 and len(full.json()["predictions"]) == 2
+        assert server.server.core.metrics.processed_batch_size.count("batch_threads") == 1
+    finally:
+        server.stop()
