@@ -198,7 +198,7 @@ class ModelManager:
 
     def all_models_available(self) -> bool:
         """True when every configured model has at least one AVAILABLE version."""
-        return bool(self.models) and all(entry.available() for entry in self.models.values())
+        return all(entry.available() for entry in self.models.values())
 
     def failed_models(self) -> list[str]:
         """Models with versions on disk that all failed to load and nothing serving (start-up fails)."""

@@ -56,11 +56,13 @@ def test_version_policies(policy, expected):
     assert aspired_versions(config, {1, 3, 5}) == expected
 
 
-def test_hot_swap_under_load_fails_no_request(model_cache, tmp_path):
+@pytest.mark.parametrize("batching", [False, True], ids=["direct", "batched"])
+def test_hot_swap_under_load_fails_no_request(model_cache, tmp_path, batching):
     base = tmp_path / "demo"
     base.mkdir()
     install_version(model_cache, base, 1)
-    server = start_server(model_name="demo", model_base_path=str(base), file_system_poll_wait_seconds=0.2)
+    server = start_server(model_name="demo", model_base_path=str(base), file_system_poll_wait_seconds=0.2,
+                          enable_batching=batching)
     stop = threading.Event()
     results: list[list[tuple[int, int | None]]] = [[] for _ in range(3)]
 
