@@ -45,14 +45,14 @@ class VersionRecord:
     pb_mtime_ns: int = 0  # saved_model.pb mtime at the last load attempt; a change allows a retry
 
 
-def discover_versions(base_path: Path) -> dict[int, int]:
-    """Map version -> saved_model.pb mtime for ready version directories under `base_path`.
+def discover_versions(base_path: Path) -> dict[int, tuple[Path, int]]:
+    """Map version -> (directory, saved_model.pb mtime) for ready version directories under `base_path`.
 
     Only integer-named children count (`123.tmp` and other in-progress pushes are ignored). A version
     directory is ready once saved_model.pb exists in it; until then it is skipped, so a copy that is
     still being written never takes traffic.
     """
-    versions: dict[int, int] = {}
+    versions: dict[int, tuple[Path, int]] = {}
     try:
         children = list(base_path.iterdir())
     except OSError:
@@ -61,7 +61,7 @@ def discover_versions(base_path: Path) -> dict[int, int]:
         if not _VERSION_DIR.match(child.name):
             continue
         try:
-            versions[int(child.name)] = (child / "saved_model.pb").stat().st_mtime_ns
+            versions[int(child.name)] = (child, (child / "saved_model.pb").stat().st_mtime_ns)
         except OSError:
             continue
     return versions
@@ -140,12 +140,12 @@ class ModelManager:
             on_disk = await asyncio.get_running_loop().run_in_executor(self._executor, discover_versions, base)
             while True:  # a failed load makes the policy pick again among the remaining versions
                 failed = {v for v, r in entry.versions.items()
-                          if r.error_code != Code.OK and r.pb_mtime_ns == on_disk.get(v)}
+                          if r.error_code != Code.OK and v in on_disk and r.pb_mtime_ns == on_disk[v][1]}
                 aspired = aspired_versions(entry.config, set(on_disk) - failed)
                 to_load = [v for v in sorted(aspired, reverse=True)  # newest first: the default moves soonest
                            if entry.versions.get(v) is None or entry.versions[v].state not in (AVAILABLE, LOADING)]
                 for version in to_load:
-                    await self._load(entry, version, base / str(version), on_disk[version])
+                    await self._load(entry, version, *on_disk[version])
                 if all(entry.versions[v].error_code == Code.OK for v in to_load):
                     break
             settled = all(entry.versions[v].state == AVAILABLE or entry.versions[v].error_code != Code.OK

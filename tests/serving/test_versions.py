@@ -41,7 +41,9 @@ def test_discover_versions_ignores_non_integer_and_unfinished_dirs(tmp_path: Pat
     for name in ("1", "3.tmp", "tmp-4", "07"):
         (tmp_path / name / "saved_model.pb").write_bytes(b"")
     (tmp_path / "9").write_text("a file, not a directory")
-    assert set(discover_versions(tmp_path)) == {1, 7}  # "12" has no saved_model.pb yet
+    found = discover_versions(tmp_path)
+    assert set(found) == {1, 7}  # "12" has no saved_model.pb yet
+    assert found[7][0] == tmp_path / "07"  # loaded from the directory as named
     assert discover_versions(tmp_path / "missing") == {}
 
 
