@@ -128,7 +128,7 @@ class RestApi:
                 if not name:
                     raise invalid_argument("Missing model name in request.")
                 ref = self._ref(name, version, label)
-                if sub:
+                if sub == "metadata":  # case-sensitive, as TF Serving compares the subresource
                     return self._json(200, _metadata_json(metadata_response(self.core, ref)))
                 records = self.core.manager.status(ref.name, ref.version, ref.label)
                 body = json_format.MessageToJson(status_response(records),
