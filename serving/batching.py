@@ -115,7 +115,6 @@ class SharedBatchScheduler:
         self.cond = threading.Condition()
         self._queues: list[BatchQueue] = []
         self._stopping = False
-        self._in_flight = 0
         self._threads = [threading.Thread(target=self._worker, name=f"{options.thread_pool_name}-{i}", daemon=True)
                          for i in range(options.num_batch_threads)]
         for thread in self._threads:
