@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 import traceback
 import warnings
@@ -152,9 +153,9 @@ def _root_message(error: BaseException) -> str:
         if isinstance(seen, DataGateFailed):
             return str(seen)
         seen = seen.__cause__ or seen.__context__
-    text = str(error).strip()
+    text = re.sub(r" \[while running '[^']*'\]$", "", str(error).strip())  # Beam's suffix
     for line in text.splitlines():
-        if "DataGateFailed" in line or line.startswith("data gate:"):
+        if line.startswith("data gate:"):
             return text[text.index(line):]
     return text.splitlines()[-1] if text else type(error).__name__
 
@@ -178,6 +179,7 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # also hides the CUDA-plugin noise on CPU machines
     for category in (FutureWarning, DeprecationWarning, UserWarning):
         warnings.filterwarnings("ignore", category=category)
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -78,9 +78,10 @@ class _ProgressHandler(logging.Handler):
 @contextlib.contextmanager
 def _logs_to_file(log_file: Optional[Path], progress: logging.Handler):
     """During a run: every library log line to ``log_file``, one progress line per node to the terminal."""
+    from absl import logging as absl_logging
+
     root = logging.getLogger()
-    absl_logger = logging.getLogger("absl")
-    saved = (list(root.handlers), root.level, absl_logger.level)
+    saved = (list(root.handlers), root.level, absl_logging.get_verbosity())
     handlers: list[logging.Handler] = []
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -89,15 +90,17 @@ def _logs_to_file(log_file: Optional[Path], progress: logging.Handler):
         handlers.append(file_handler)
     root.handlers = handlers + [progress]
     root.setLevel(logging.INFO)
-    absl_logger.setLevel(logging.INFO)
+    # Through absl's verbosity flag, not the logger: TensorFlow's saver sets the flag to
+    # FATAL and back, which would otherwise silence absl's INFO lines mid-run.
+    absl_logging.set_verbosity(absl_logging.INFO)
     try:
         yield
     finally:
         for handler in handlers:
             handler.close()
-        root.handlers, root_level, absl_level = saved
+        root.handlers, root_level, absl_verbosity = saved
         root.setLevel(root_level)
-        absl_logger.setLevel(absl_level)
+        absl_logging.set_verbosity(absl_verbosity)
 
 
 def run(
