@@ -193,23 +193,18 @@ def create_pipeline(
         eval_args=eval_args,
         custom_config=model_config,
     )
+    baseline_channels = {
+        MODEL_KEY: tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        MODEL_BLESSING_KEY: tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    }
     if baseline == "previous":
-        baseline_resolver = tfx.dsl.Resolver(
-            strategy_class=PreviousBlessedModelStrategy,
-            **{
-                MODEL_KEY: tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-                MODEL_BLESSING_KEY: tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-                CANDIDATE_KEY: trainer.outputs["model"],
-            },
-        ).with_id("baseline_resolver")
+        strategy = PreviousBlessedModelStrategy
+        baseline_channels[CANDIDATE_KEY] = trainer.outputs["model"]
     elif baseline == "latest":
-        baseline_resolver = tfx.dsl.Resolver(
-            strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-            model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-            model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-        ).with_id("baseline_resolver")
+        strategy = tfx.dsl.experimental.LatestBlessedModelStrategy
     else:
         raise ValueError(f"baseline must be 'previous' or 'latest', got {baseline!r}")
+    baseline_resolver = tfx.dsl.Resolver(strategy_class=strategy, **baseline_channels).with_id("baseline_resolver")
     evaluator = tfx.components.Evaluator(
         examples=examples,
         model=trainer.outputs["model"],
