@@ -133,8 +133,11 @@ def _run_pipeline(cfg, data_root: str) -> int:
     run_id = report.latest_run_id(str(paths.metadata_path), cfg.runtime.pipeline_name)
     summary = report.read_run(str(paths.metadata_path), run_id) if run_id else None
     if summary is not None:
-        names = report.class_names_of(os.path.join(summary.pushed_path)) if summary.pushed_path else []
+        names = report.class_names_of(summary.model_dir) if summary.model_dir else []
+        report_path = cfg.work_path / "reports" / f"{summary.run_id}.md"
+        report.write_markdown(summary, str(report_path), names)
         print("\n" + report.format_summary(summary, names))
+        print(f"  report:     {report_path}")
     if error is not None:
         print(f"\nlenspipe: run failed: {_root_message(error)}", file=sys.stderr)
         print(f"lenspipe: full log: {log_file}", file=sys.stderr)

@@ -48,6 +48,7 @@ class RunSummary:
     pushed: Optional[bool] = None
     pushed_path: str = ""
     pushed_version: str = ""
+    model_dir: str = ""  # the Trainer's exported SavedModel
 
     @property
     def executed(self) -> list[str]:
@@ -272,6 +273,8 @@ def read_run(metadata_path: str, run_id: str) -> RunSummary:
             summary.blessing_reason = _blessing_reason(artifact.uri)
         for artifact in outputs.get("blessing", []):
             summary.blessed = _prop(artifact, "blessed") == 1
+        for artifact in outputs.get("model", []):
+            summary.model_dir = os.path.join(artifact.uri, "Format-Serving")
         for artifact in outputs.get("pushed_model", []):
             summary.pushed = _prop(artifact, "pushed") == 1
             summary.pushed_path = _prop(artifact, "pushed_destination") or ""
@@ -326,6 +329,51 @@ def format_summary(summary: RunSummary, class_names: Optional[list[str]] = None)
     return "\n".join(lines)
 
 
+def format_markdown(summary: RunSummary, class_names: Optional[list[str]] = None) -> str:
+    """The full evaluation report of a run as Markdown: slices, per-class table, confusion matrix."""
+    names = class_names or []
+
+    def name(cid: Any) -> str:
+        i = int(cid)
+        return names[i] if i < len(names) else f"class {i}"
+
+    lines = [f"# lenspipe run {summary.run_id}", "", "```", format_summary(summary, names), "```", ""]
+    if summary.slices:
+        lines += ["## Accuracy by slice (held-out test split)", "", "| slice | accuracy | images |", "|---|---:|---:|"]
+        for s in sorted(summary.slices, key=lambda s: (s.slice_name != "overall", s.slice_name)):
+            lines.append(f"| {s.slice_name} | {s.accuracy:.4f} | {s.count} |")
+        lines.append("")
+    if summary.per_class:
+        lines += ["## Per class (argmax)", "", "| class | precision | recall | images |", "|---|---:|---:|---:|"]
+        for cid, v in sorted(summary.per_class.items(), key=lambda kv: name(kv[0])):
+            lines.append(f"| {name(cid)} | {v['precision']:.4f} | {v['recall']:.4f} | {int(v.get('support', 0))} |")
+        lines.append("")
+    if summary.confusion:
+        ids = sorted({a for a, _ in summary.confusion} | {b for _, b in summary.confusion}, key=name)
+        lines += ["## Confusion matrix (rows: true class, columns: predicted)", ""]
+        lines.append("| true \\ predicted | " + " | ".join(name(i) for i in ids) + " |")
+        lines.append("|---|" + "---:|" * len(ids))
+        for a in ids:
+            lines.append(f"| {name(a)} | " + " | ".join(str(int(summary.confusion.get((a, b), 0))) for b in ids) + " |")
+        lines.append("")
+    if summary.rejected:
+        lines += ["## Skipped files", "", "| file | reason |", "|---|---|"]
+        lines += [f"| {r.get('path')} | {r.get('reason')} |" for r in summary.rejected]
+        lines.append("")
+    if summary.anomalies:
+        lines += ["## Anomalies", ""] + [f"- {a}" for a in summary.anomalies] + [""]
+    return "\n".join(lines)
+
+
+def write_markdown(summary: RunSummary, path: str, class_names: Optional[list[str]] = None) -> None:
+    """Write format_markdown() to ``path`` (temporary file, then rename)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        f.write(format_markdown(summary, class_names))
+    os.replace(tmp, path)
+
+
 def _fmt(v: Any) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
@@ -336,4 +384,7 @@ def class_names_of(model_dir: str) -> list[str]:
     return list(meta.get("class_names", []))
 
 
-__all__ = ["RunSummary", "SliceMetric", "class_names_of", "format_summary", "latest_run_id", "read_run"]
+__all__ = [
+    "RunSummary", "SliceMetric", "class_names_of", "format_markdown", "format_summary", "latest_run_id", "read_run",
+    "write_markdown",
+]

@@ -77,6 +77,15 @@ def test_first_run_executes_everything_and_blesses(first_run):
     assert "blessed:    yes" in result.stdout and "pushed:     version 1" in result.stdout
 
 
+def test_readable_report_written_for_the_run(work, first_run):
+    _, summary = first_run
+    text = (work / "reports" / f"{summary.run_id}.md").read_text()
+    assert "## Confusion matrix" in text and "## Per class (argmax)" in text
+    assert "| label_name=7 |" in text  # slices are named by feature and value
+    # Every held-out image is counted once in the matrix.
+    assert sum(summary.confusion.values()) == summary.split_counts["test"]
+
+
 def test_pushed_version_is_complete_and_serves_raw_png(work, first_run):
     import numpy as np
     import tensorflow as tf
