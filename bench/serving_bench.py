@@ -12,11 +12,13 @@ Every server and the load generator run in separate processes. Writes bench/resu
 from __future__ import annotations
 
 import argparse
+import base64
 import io
 import json
 import os
 import platform
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -88,7 +90,34 @@ def _stop(process: subprocess.Popen) -> None:
         process.wait()
 
 
-def _load(url: str, concurrency: int, seconds: float, image_dir: Path) -> dict:
+WRK_SCRIPT = REPO / "bench" / "serving_wrk.lua"
+WARMUP_SECONDS = 1.0
+
+
+def write_bodies(image_dir: Path, path: Path) -> None:
+    """One `:predict` body per line (one b64 PNG instance each), the same bytes every generator sends."""
+    bodies = [json.dumps({"instances": [{"b64": base64.b64encode(p.read_bytes()).decode()}]})
+              for p in sorted(image_dir.glob("*.png"))]
+    path.write_text("\n".join(bodies) + "\n")
+
+
+def _wrk(url: str, concurrency: int, seconds: float, bodies: Path) -> dict:
+    # One wrk thread: it is C on epoll and keeps up with 64 connections while taking the least CPU
+    # from the server under test. Durations are whole seconds for wrk.
+    command = ["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--timeout", "30s", "--latency",
+               "-s", str(WRK_SCRIPT), url, "--", str(bodies)]
+    out = subprocess.run(command, capture_output=True, text=True, check=True)
+    lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
+    if not lines:
+        raise RuntimeError(f"wrk printed no result:\n{out.stdout}\n{out.stderr}")
+    return {"concurrency": concurrency, **json.loads(lines[-1])}
+
+
+def _load(url: str, concurrency: int, seconds: float, image_dir: Path, bodies: Path, generator: str) -> dict:
+    """Closed-loop load at `concurrency`: a warm-up (not measured), then `seconds` measured."""
+    if generator == "wrk":
+        _wrk(url, concurrency, WARMUP_SECONDS, bodies)  # same warm-up for every system
+        return _wrk(url, concurrency, seconds, bodies)
     out = subprocess.run([sys.executable, "-m", "bench.serving_loadgen", url, str(concurrency), str(seconds),
                           str(image_dir)], cwd=REPO, env=_env(), capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -143,8 +172,19 @@ def machine_facts() -> list[str]:
             f"load average at start: {', '.join(f'{x:.2f}' for x in os.getloadavg())}"]
 
 
+def _generator_lines(generator: str) -> list[str]:
+    if generator == "wrk":
+        return ["- Load generator: **wrk** (`wrk -t1 -cC --latency -s bench/serving_wrk.lua`, one thread, C "
+                "connections, the same request bodies for both servers), a separate process on the same cores; "
+                "the limit has no load generator to share with."]
+    return ["- Load generator: **aiohttp fallback** (`bench/serving_loadgen.py`; wrk was not installed). It is a "
+            "Python process on the same cores and takes a large share of the CPU the servers need, so both "
+            "server columns are understated relative to the limit. Install wrk (`apt-get install -y wrk`) and "
+            "re-run for the real measurement."]
+
+
 def render(results: dict[str, list[dict]], levels: list[int], command: str, facts: list[str], model: str,
-           seconds: float, batching: str, rounds: int) -> str:
+           seconds: float, batching: str, rounds: int, generator: str = "wrk") -> str:
     rows = ["| concurrency | lenspipe serve img/s | p50 ms | p99 ms | limit img/s | p50 ms | p99 ms "
             "| naive img/s | p50 ms | p99 ms | errors |",
             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -169,8 +209,7 @@ def render(results: dict[str, list[dict]], levels: list[int], command: str, fact
         "- **limit**: in-process calls of the same `serving_default` signature with a batch of "
         "`concurrency` images (no HTTP, no JSON); latency is per call.",
         "- **naive**: `bench/naive_server.py`, one model call per request (the web-framework tutorial pattern).",
-        "- The load generator (`bench/serving_loadgen.py`, aiohttp) is its own process and shares the "
-        "machine's cores with the server under test; the limit has no load generator to share with.", "",
+        *_generator_lines(generator), "",
         *rows, "", *ratio_lines, "", "Command:", "", f"    {command}", "", "Machine:", "",
         *[f"- {fact}" for fact in facts], ""])
 
@@ -187,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--output", default="bench/results/serving.md", help="Markdown report to write.")
     p.add_argument("--make-demo-model", metavar="DIR", help="Write a demo model version to DIR and exit.")
     p.add_argument("--rounds", type=int, default=3, help="Interleaved rounds; each point reports the median.")
+    p.add_argument("--generator", choices=("auto", "wrk", "aiohttp"), default="auto",
+                   help="HTTP load generator: wrk (the default when installed) or the aiohttp fallback.")
     p.add_argument("--_limit", nargs=2, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args._limit:
@@ -208,12 +249,25 @@ def main(argv: list[str] | None = None) -> int:
         print("serving_bench: --seconds must be in (0, 30] and --rounds in [1, 5]", file=sys.stderr)
         return 2
     levels = [int(c) for c in args.concurrency.split(",")]
+    generator = args.generator
+    if generator in ("auto", "wrk") and shutil.which("wrk") is None:
+        if generator == "wrk":
+            print("serving_bench: --generator wrk but wrk is not installed (apt-get install -y wrk)", file=sys.stderr)
+            return 2
+        print("serving_bench: wrk not found, falling back to the aiohttp load generator (a Python process that "
+              "takes CPU from the servers). Install wrk for the real measurement: "
+              "`sudo apt-get install -y wrk`.", file=sys.stderr)
+        generator = "aiohttp"
+    elif generator == "auto":
+        generator = "wrk"
     command = "python -m bench.serving_bench " + shlex.join(argv if argv is not None else sys.argv[1:])
     facts = machine_facts()
     with tempfile.TemporaryDirectory() as tmp:
         image_dir = Path(tmp) / "images"
         image_dir.mkdir()
         write_images(image_dir, args.images, args.image_side)
+        bodies = Path(tmp) / "bodies.jsonl"
+        write_bodies(image_dir, bodies)
         batching = Path(tmp) / "batching.config"
         batching.write_text(args.batching)
         # All three run side by side and are measured in interleaved rounds (server, naive, limit at
@@ -239,9 +293,9 @@ def main(argv: list[str] | None = None) -> int:
                 for c in levels:
                     print(f"round {r + 1}/{args.rounds}, concurrency {c}", file=sys.stderr)
                     rounds["server"][c].append(_load(f"http://127.0.0.1:{server_port}/v1/models/{args.model_name}:predict",
-                                                     c, args.seconds, image_dir))
+                                                     c, args.seconds, image_dir, bodies, generator))
                     rounds["naive"][c].append(_load(f"http://127.0.0.1:{naive_port}/v1/models/{args.model_name}:predict",
-                                                    c, args.seconds, image_dir))
+                                                    c, args.seconds, image_dir, bodies, generator))
                     limit.stdin.write(f"{c} {args.seconds}\n")
                     limit.stdin.flush()
                     rounds["limit"][c].append(json.loads(limit.stdout.readline()))
@@ -252,7 +306,8 @@ def main(argv: list[str] | None = None) -> int:
             for process in processes:
                 _stop(process)
     facts.append(f"load average at end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    report = render(results, levels, command, facts, args.model_name, args.seconds, args.batching, args.rounds)
+    report = render(results, levels, command, facts, args.model_name, args.seconds, args.batching, args.rounds,
+                    generator)
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp_out = output.with_name(output.name + ".tmp")
