@@ -6,9 +6,13 @@ then split the outputs back per request. A batch starts when it is full or when 
 waited `batch_timeout_micros`; with a timeout of 0, tasks that arrive while the workers are busy are
 merged into the next call, so batch size adapts to load. A queue holding `max_enqueued_batches` batches
 rejects new tasks with UNAVAILABLE (HTTP 503), as TF Serving does.
+
+Requests from an asyncio event loop get an asyncio future; a finished batch resolves all of its
+futures on that loop in ONE `call_soon_threadsafe` (one loop wake-up per batch, not per request).
 """
 from __future__ import annotations
 
+import asyncio
 import collections
 import concurrent.futures
 import dataclasses
@@ -33,8 +37,44 @@ class _Task:
     inputs: dict[str, np.ndarray]
     size: int
     key: tuple  # inputs with the same key can be concatenated along axis 0
-    future: concurrent.futures.Future
+    future: concurrent.futures.Future | asyncio.Future
     enqueued: float
+    loop: asyncio.AbstractEventLoop | None = None  # set when `future` is an asyncio future of this loop
+
+    def claim(self) -> bool:
+        """Mark the task running; False if its caller already gave up (cancelled), so it is dropped."""
+        if self.loop is None:
+            return self.future.set_running_or_notify_cancel()
+        return not self.future.cancelled()  # a cancel after this check is handled in _resolve_on_loop
+
+
+def _resolve_on_loop(results: list[tuple[asyncio.Future, dict | None, BaseException | None]]) -> None:
+    # Runs on the event loop: futures whose awaiting request was cancelled meanwhile are skipped.
+    for future, result, error in results:
+        if future.done():
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+
+def _deliver(results: list[tuple[_Task, dict | None, BaseException | None]]) -> None:
+    """Resolve a batch's futures: concurrent ones directly, asyncio ones with one hop per loop."""
+    per_loop: dict[asyncio.AbstractEventLoop, list] = {}
+    for task, result, error in results:
+        if task.loop is not None:
+            per_loop.setdefault(task.loop, []).append((task.future, result, error))
+        elif not task.future.done():
+            if error is not None:
+                task.future.set_exception(error)
+            else:
+                task.future.set_result(result)
+    for loop, items in per_loop.items():
+        try:
+            loop.call_soon_threadsafe(_resolve_on_loop, items)
+        except RuntimeError:  # the loop is closed: nobody is waiting any more
+            pass
 
 
 def _task_key(inputs: dict[str, np.ndarray]) -> tuple[int, tuple]:
@@ -60,14 +100,20 @@ class BatchQueue:
         self._rows = 0
         self.closed = False
 
-    def schedule(self, inputs: dict[str, np.ndarray]) -> concurrent.futures.Future:
-        """Enqueue one request; the future resolves to its own slice of the outputs."""
+    def schedule(self, inputs: dict[str, np.ndarray],
+                 loop: asyncio.AbstractEventLoop | None = None) -> concurrent.futures.Future | asyncio.Future:
+        """Enqueue one request; the future resolves to its own slice of the outputs.
+
+        Without `loop`, a concurrent.futures.Future. With `loop` (call from that loop's thread), an
+        asyncio future of it; cancelling it before the batch starts drops the task.
+        """
         options = self._scheduler.options
         size, key = _task_key(inputs)
         if size > options.max_batch_size:
             raise invalid_argument(
                 f"Task size {size} is larger than maximum input batch size {options.max_batch_size}")
-        task = _Task(inputs, size, key, concurrent.futures.Future(), time.monotonic())
+        future = loop.create_future() if loop is not None else concurrent.futures.Future()
+        task = _Task(inputs, size, key, future, time.monotonic(), loop)
         with self._scheduler.cond:
             if self.closed:
                 raise unavailable("Servable is being unloaded")
@@ -155,8 +201,7 @@ class SharedBatchScheduler:
                     queue = best[1]
                     # Tasks whose caller gave up (REST deadline) were cancelled: drop them. Marking
                     # the rest running means they can no longer be cancelled while in the model.
-                    batch = [t for t in queue._take_batch(self.options.max_batch_size)
-                             if t.future.set_running_or_notify_cancel()]
+                    batch = [t for t in queue._take_batch(self.options.max_batch_size) if t.claim()]
                     if batch:
                         return queue, batch
                     continue
@@ -171,15 +216,12 @@ class SharedBatchScheduler:
             try:
                 self._process(queue, batch)
             except BaseException as exc:  # never let a worker die: fail the batch instead
-                for task in batch:
-                    if not task.future.done():
-                        task.future.set_exception(exc)
+                _deliver([(task, None, exc) for task in batch])
 
     def _process(self, queue: BatchQueue, batch: list[_Task]) -> None:
         now = time.monotonic()
         pool = self.options.thread_pool_name
-        for task in batch:
-            self._metrics.queuing_latency.observe((now - task.enqueued) * 1e6, pool)
+        self._metrics.queuing_latency.observe_many([(now - task.enqueued) * 1e6 for task in batch], pool)
         rows = sum(t.size for t in batch)
         padded = rows
         for allowed in self.options.allowed_batch_sizes:
@@ -200,18 +242,17 @@ class SharedBatchScheduler:
         try:
             outputs = queue._run(merged)
         except ServingError as exc:
-            for task in batch:
-                task.future.set_exception(exc)
+            _deliver([(task, None, exc) for task in batch])
             return
         for alias, array in outputs.items():
             if array.ndim == 0 or array.shape[0] != padded:
                 error = ServingError(Code.INTERNAL, "Batched output tensor's 0th dimension does not equal the sum "
                                      f"of the 0th dimension sizes of the input tensors (output {alias})")
-                for task in batch:
-                    task.future.set_exception(error)
+                _deliver([(task, None, error) for task in batch])
                 return
-        start = 0
+        results, start = [], 0
         for task in batch:
             end = start + task.size
-            task.future.set_result({alias: array[start:end] for alias, array in outputs.items()})
+            results.append((task, {alias: array[start:end] for alias, array in outputs.items()}, None))
             start = end
+        _deliver(results)

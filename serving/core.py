@@ -64,7 +64,7 @@ class ServingCore:
         started = time.perf_counter()
         if self.scheduler is not None:
             queue = self._queue(servable, signature)
-            outputs = await asyncio.wrap_future(queue.schedule(inputs))
+            outputs = await queue.schedule(inputs, loop=asyncio.get_running_loop())
         else:
             outputs = await asyncio.get_running_loop().run_in_executor(
                 self._executor, servable.run, signature, inputs)

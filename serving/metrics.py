@@ -78,6 +78,16 @@ class Histogram:
             series[-2] += value
             series[-1] += 1
 
+    def observe_many(self, values: list[float], *labels: str) -> None:
+        """Observe several values under one lock acquisition (a batch's queuing latencies)."""
+        indices = [bisect.bisect_left(self.bounds, value) for value in values]
+        with self._lock:
+            series = self._series.setdefault(labels, [0.0] * (len(self.bounds) + 3))
+            for index in indices:
+                series[index] += 1
+            series[-2] += sum(values)
+            series[-1] += len(values)
+
     def count(self, *labels: str) -> int:
         with self._lock:
             return int(self._series.get(labels, [0.0])[-1])

@@ -112,7 +112,6 @@ class RestApi:
         return web.Response(status=404, text="404 Not Found")
 
     async def _v1(self, request: web.Request, path: str) -> web.Response:
-        malformed = invalid_argument(f"Malformed request: {request.method} {path}")
         try:
             if request.method == "POST" and (m := PREDICTION_API.fullmatch(path)):
                 name, version, label, method = m.groups()
@@ -134,7 +133,7 @@ class RestApi:
                 body = json_format.MessageToJson(status_response(records),
                                                  including_default_value_fields=True, indent=1)
                 return self._json(200, body.encode())
-            raise malformed
+            raise invalid_argument(f"Malformed request: {request.method} {path}")
         except ServingError as error:
             return self._error(error)
         except Exception as exc:  # a bug must still answer in TF Serving's error shape
@@ -152,10 +151,13 @@ class RestApi:
         started = time.perf_counter()
         error: ServingError | None = None
         try:
-            coro = {"predict": self._predict, "classify": self._classify, "regress": self._regress}[method]
+            handler = self._predict if method == "predict" else self._classify if method == "classify" \
+                else self._regress
             try:
-                doc = await asyncio.wait_for(coro(ref, body), self._timeout)
-            except asyncio.TimeoutError:
+                # asyncio.timeout, not wait_for: no extra Task per request
+                async with asyncio.timeout(self._timeout):
+                    doc = await handler(ref, body)
+            except TimeoutError:
                 raise ServingError(Code.DEADLINE_EXCEEDED, "Deadline Exceeded") from None
             return self._json(200, codec.dumps(doc))
         except ServingError as exc:
