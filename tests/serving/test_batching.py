@@ -104,6 +104,49 @@ def test_scheduler_splits_outputs_pads_to_allowed_sizes_and_keeps_shapes_apart()
         scheduler.stop()
 
 
+def test_async_tasks_resolve_once_per_batch_and_cancelled_tasks_are_dropped():
+    """Tasks from an event loop get asyncio futures; a batch wakes the loop once, not once per task."""
+    import asyncio
+
+    scheduler = SharedBatchScheduler(BatchingOptions(max_batch_size=8, batch_timeout_micros=200_000,
+                                                     num_batch_threads=1), ServingMetrics())
+    ran: list[list[float]] = []
+
+    def run(inputs):
+        ran.append(inputs["x"][:, 0].tolist())
+        if (inputs["x"] < 0).any():
+            raise ServingError(Code.INVALID_ARGUMENT, "negative")
+        return {"y": inputs["x"] * 2}
+
+    queue = scheduler.add_queue(run, "test")
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        hops = 0
+        real = loop.call_soon_threadsafe
+
+        def counting(*args, **kwargs):
+            nonlocal hops
+            hops += 1
+            return real(*args, **kwargs)
+        loop.call_soon_threadsafe = counting
+        futures = [queue.schedule({"x": np.full((1, 1), i, np.float32)}, loop=loop) for i in range(4)]
+        assert all(isinstance(f, asyncio.Future) for f in futures)
+        futures[1].cancel()  # its caller gave up before the batch started: never run
+        results = await asyncio.gather(*(f for i, f in enumerate(futures) if i != 1))
+        assert [r["y"].tolist() for r in results] == [[[0.0]], [[4.0]], [[6.0]]]
+        assert ran == [[0.0, 2.0, 3.0]]
+        assert hops == 1
+        failing = queue.schedule({"x": np.full((1, 1), -1, np.float32)}, loop=loop)
+        with pytest.raises(ServingError, match="negative"):
+            await failing
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        scheduler.stop()
+
+
 def test_batching_options_are_validated():
     with pytest.raises(ConfigError, match="allowed_batch_sizes"):
         BatchingOptions(max_batch_size=8, allowed_batch_sizes=(4, 6))
