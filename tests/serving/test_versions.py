@@ -111,6 +111,26 @@ def test_hot_swap_under_load_fails_no_request(model_cache, tmp_path, batching):
         server.stop()
 
 
+def test_gc_is_refrozen_when_the_loaded_versions_change(model_cache, tmp_path):
+    """Loaded models' objects are frozen out of the cyclic GC (no 0.2 s full-collection stalls)."""
+    import gc
+
+    base = tmp_path / "demo"
+    base.mkdir()
+    install_version(model_cache, base, 1)
+    server = start_server(model_name="demo", model_base_path=str(base), file_system_poll_wait_seconds=0.2)
+    try:
+        first = server.server._frozen_for
+        assert first is not None and len(first) == 1 and gc.get_freeze_count() > 0
+        install_version(model_cache, base, 2)
+        wait_for(lambda: states(server) == {"2": "AVAILABLE", "1": "END"}
+                 and server.server._frozen_for not in (None, first), "a refreeze after the swap")
+        assert server.server._frozen_for == server.server._loaded_servables()
+        assert len(server.server._frozen_for) == 1
+    finally:
+        server.stop()
+
+
 def test_reload_config_switches_policy_and_labels(model_cache, tmp_path):
     base = tmp_path / "demo"
     base.mkdir()
