@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import ml_metadata as mlmd
+from google.protobuf import json_format
 from ml_metadata.proto import metadata_store_pb2
 
 
@@ -71,19 +72,20 @@ def _store(metadata_path: str) -> mlmd.MetadataStore:
 
 
 def latest_run_id(metadata_path: str, pipeline_name: str) -> Optional[str]:
-    """The newest pipeline_run context of ``pipeline_name``, or None."""
+    """The newest pipeline_run context in the store, or None.
+
+    Each pipeline has its own store (``metadata/<pipeline_name>.sqlite``); a store
+    that never saw ``pipeline_name`` has no run of it.
+    """
     if not os.path.exists(metadata_path):
         return None
     store = _store(metadata_path)
+    if store.get_context_by_type_and_name("pipeline", pipeline_name) is None:
+        return None
     runs = store.get_contexts_by_type("pipeline_run")
-    pipeline = store.get_context_by_type_and_name("pipeline", pipeline_name)
-    if pipeline is None:
+    if not runs:
         return None
-    mine = {c.id for c in store.get_children_contexts_by_context(pipeline.id)} if runs else set()
-    candidates = [c for c in runs if c.id in mine] or runs
-    if not candidates:
-        return None
-    return max(candidates, key=lambda c: (c.create_time_since_epoch, c.id)).name
+    return max(runs, key=lambda c: (c.create_time_since_epoch, c.id)).name
 
 
 def _outputs(store: mlmd.MetadataStore, execution_id: int) -> dict[str, list[metadata_store_pb2.Artifact]]:
@@ -103,8 +105,6 @@ def _prop(artifact: metadata_store_pb2.Artifact, name: str) -> Any:
             v = props[name]
             kind = v.WhichOneof("value")
             if kind == "struct_value":
-                from google.protobuf import json_format
-
                 return json_format.MessageToDict(v.struct_value)
             return getattr(v, kind)
     return None

@@ -7,7 +7,7 @@ saved transform graph here, batch by batch, exactly as serving does.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Sequence
 
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -40,12 +40,9 @@ def make_dataset(
     shuffle: bool,
     seed: int,
     repeat: bool = False,
-    limit: Optional[int] = None,
 ) -> tf.data.Dataset:
     """Batches of (standardised image [B,H,W,C], class id [B]) from gzipped TFRecords."""
     ds = tf.data.TFRecordDataset(expand_files(file_patterns), compression_type="GZIP")
-    if limit is not None:
-        ds = ds.take(limit)
     if shuffle:
         ds = ds.shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
     if repeat:
