@@ -70,6 +70,48 @@ def _metadata_json(response: get_model_metadata_pb2.GetModelMetadataResponse) ->
                         "metadata": {"signature_def": json_format.MessageToDict(sig_map, **opts)}})
 
 
+class Deadlines:
+    """REST request deadlines with at most ONE pending loop timer.
+
+    Every request gets the same timeout, so deadlines expire in arrival order: the oldest in-flight
+    request's deadline is the only timer needed. Per request this is a dict insert and delete instead
+    of a timer handle on the loop's heap (asyncio.timeout costs ~15 us per request).
+    """
+
+    def __init__(self, timeout: float) -> None:
+        self._timeout = timeout
+        self._pending: dict[asyncio.Task, float] = {}  # insertion order = deadline order
+        self._expired: set[asyncio.Task] = set()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, task: asyncio.Task) -> None:
+        loop = task.get_loop()
+        deadline = loop.time() + self._timeout
+        self._pending[task] = deadline
+        if self._timer is None:
+            self._timer = loop.call_at(deadline, self._fire, loop)
+
+    def expired(self, task: asyncio.Task) -> bool:
+        """True if `task` was cancelled because its deadline passed."""
+        return task in self._expired
+
+    def discard(self, task: asyncio.Task) -> None:
+        self._pending.pop(task, None)
+        self._expired.discard(task)
+
+    def _fire(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._timer = None
+        now = loop.time()
+        while self._pending:
+            task, deadline = next(iter(self._pending.items()))
+            if deadline > now:
+                self._timer = loop.call_at(deadline, self._fire, loop)
+                return
+            del self._pending[task]
+            self._expired.add(task)
+            task.cancel()
+
+
 class RestApi:
     """aiohttp handlers bound to one ServingCore."""
 
@@ -77,7 +119,8 @@ class RestApi:
         self.core = core
         self.draining = False
         options = core.options
-        self._timeout = options.rest_api_timeout_in_ms / 1000 if options.rest_api_timeout_in_ms > 0 else None
+        self._deadlines = Deadlines(options.rest_api_timeout_in_ms / 1000) \
+            if options.rest_api_timeout_in_ms > 0 else None
         self._cors = options.rest_api_enable_cors_support
         self._prometheus_path = options.prometheus_path
 
@@ -153,12 +196,21 @@ class RestApi:
         try:
             handler = self._predict if method == "predict" else self._classify if method == "classify" \
                 else self._regress
-            try:
-                # asyncio.timeout, not wait_for: no extra Task per request
-                async with asyncio.timeout(self._timeout):
+            if self._deadlines is None:
+                doc = await handler(ref, body)
+            else:
+                task = asyncio.current_task()
+                assert task is not None
+                self._deadlines.add(task)
+                try:
                     doc = await handler(ref, body)
-            except TimeoutError:
-                raise ServingError(Code.DEADLINE_EXCEEDED, "Deadline Exceeded") from None
+                except asyncio.CancelledError:
+                    if not self._deadlines.expired(task):
+                        raise
+                    task.uncancel()
+                    raise ServingError(Code.DEADLINE_EXCEEDED, "Deadline Exceeded") from None
+                finally:
+                    self._deadlines.discard(task)
             return self._json(200, codec.dumps(doc))
         except ServingError as exc:
             error = exc

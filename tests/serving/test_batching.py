@@ -167,3 +167,41 @@ def test_rest_deadline_is_504_and_the_abandoned_task_is_dropped(demo_base):
         assert server.server.core.metrics.processed_batch_size.count("batch_threads") == 1
     finally:
         server.stop()
+
+
+def test_deadlines_cancel_only_overdue_requests_with_one_timer():
+    import asyncio
+
+    from serving.server import Deadlines
+
+    async def scenario():
+        deadlines = Deadlines(0.05)
+        timers = 0
+        loop = asyncio.get_running_loop()
+        real = loop.call_at
+
+        def counting(when, callback, *args, **kwargs):
+            nonlocal timers
+            timers += callback == deadlines._fire
+            return real(when, callback, *args, **kwargs)
+        loop.call_at = counting
+
+        async def request(hold: float) -> str:
+            task = asyncio.current_task()
+            deadlines.add(task)
+            try:
+                await asyncio.sleep(hold)
+                return "ok"
+            except asyncio.CancelledError:
+                assert deadlines.expired(task)
+                task.uncancel()
+                return "late"
+            finally:
+                deadlines.discard(task)
+
+        results = await asyncio.gather(request(0.0), request(0.2), request(0.01), request(0.3))
+        assert results == ["ok", "late", "ok", "late"]
+        assert not deadlines._pending and not deadlines._expired and deadlines._timer is None
+        assert 1 <= timers <= 3  # not one per request: re-armed only when the oldest deadline fires
+
+    asyncio.run(scenario())
