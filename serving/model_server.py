@@ -48,7 +48,7 @@ class ModelServer:
         self.core = ServingCore(options)
         self.rest = RestApi(self.core)
         self._drain_seconds = drain_seconds
-        self._runner: web.AppRunner | None = None
+        self._runner: web.ServerRunner | None = None
         self._grpc: grpc.aio.Server | None = None
         self._tasks: list[asyncio.Task] = []
         self._config_text = ""
@@ -63,7 +63,7 @@ class ModelServer:
         await self._wait_until_available()
         await self._refreeze_if_changed()
         if self.options.rest_api_port:
-            self._runner = web.AppRunner(self.rest.make_app(), access_log=None)
+            self._runner = web.ServerRunner(self.rest.make_server())
             await self._runner.setup()
             site = web.TCPSite(self._runner, self.options.host, self.options.rest_api_port,
                                shutdown_timeout=self._drain_seconds)
