@@ -30,9 +30,12 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_BASE = "lenspipe-work/serving/lenspipe"
-# One batch thread: on a 2-core machine a second one only competes with the HTTP loop for the GIL
-# and the cores TF's intra-op pool already uses. A 0 timeout batches whatever queued while the
-# thread was busy: no added latency at concurrency 1, large batches under load.
+# What TF Serving's batching guide suggests for CPU serving, measured on this 2-core machine:
+# batch_timeout_micros 0 batches whatever queued while the thread was busy (no added latency at
+# concurrency 1, batches of 16-32 at concurrency 32); max_batch_size covers the highest concurrency.
+# One batch thread, not num_cores: a second one split the same requests into smaller batches and
+# competed with the HTTP loop for the GIL and with TF's intra-op pool for the cores (it measured the
+# same or lower in A/B runs).
 BATCHING = ("max_batch_size { value: 64 } batch_timeout_micros { value: 0 } "
             "max_enqueued_batches { value: 1000 } num_batch_threads { value: 1 }")
 
@@ -131,6 +134,9 @@ def limit_main(base: str, image_dir: str) -> None:
     version = latest_version(Path(base))
     fn = tf.saved_model.load(str(Path(base) / str(version))).signatures["serving_default"]
     images = [p.read_bytes() for p in sorted(Path(image_dir).glob("*.png"))]
+    import gc
+    gc.collect()
+    gc.freeze()  # as the server does after a load: no full-collection stalls in the limit either
     print("ready", flush=True)
     for line in sys.stdin:
         concurrency, seconds = int(line.split()[0]), float(line.split()[1])
