@@ -315,8 +315,7 @@ def format_summary(summary: RunSummary, class_names: Optional[list[str]] = None)
         cid, vals = min(measured or summary.per_class.items(), key=lambda kv: kv[1].get("recall", 1.0))
         label = names[int(cid)] if names and int(cid) < len(names) else f"class {cid}"
         lines.append(
-            f"  weakest class: {label}: recall {vals.get('recall', float('nan')):.4f}, "
-            f"precision {vals.get('precision', float('nan')):.4f}"
+            f"  weakest class: {label}: recall {_ratio(vals.get('recall'))}, precision {_ratio(vals.get('precision'))}"
         )
     if summary.blessed is not None:
         lines.append(f"  blessed:    {'yes' if summary.blessed else 'NO'} ({summary.blessing_reason})")
@@ -346,7 +345,7 @@ def format_markdown(summary: RunSummary, class_names: Optional[list[str]] = None
     if summary.per_class:
         lines += ["## Per class (argmax)", "", "| class | precision | recall | images |", "|---|---:|---:|---:|"]
         for cid, v in sorted(summary.per_class.items(), key=lambda kv: name(kv[0])):
-            lines.append(f"| {name(cid)} | {v['precision']:.4f} | {v['recall']:.4f} | {int(v.get('support', 0))} |")
+            lines.append(f"| {name(cid)} | {_ratio(v['precision'])} | {_ratio(v['recall'])} | {int(v.get('support', 0))} |")
         lines.append("")
     if summary.confusion:
         ids = sorted({a for a, _ in summary.confusion} | {b for _, b in summary.confusion}, key=name)
@@ -372,6 +371,11 @@ def write_markdown(summary: RunSummary, path: str, class_names: Optional[list[st
     with open(tmp, "w") as f:
         f.write(format_markdown(summary, class_names))
     os.replace(tmp, path)
+
+
+def _ratio(v: Optional[float]) -> str:
+    """A metric in [0, 1]; 'n/a' where it is undefined (e.g. precision of a class never predicted)."""
+    return "n/a" if v is None or v != v else f"{v:.4f}"
 
 
 def _fmt(v: Any) -> str:
