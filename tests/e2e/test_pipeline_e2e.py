@@ -134,3 +134,25 @@ def test_failing_data_gate_stops_before_training_and_pushes_nothing(tmp_path, fi
     assert summary.failed == ["DataGate"]
     assert not {"Transform", "Tuner", "Trainer", "Evaluator", "VersionedPusher"} & set(summary.node_states)
     assert not (gated / "serving").exists()
+
+
+def test_model_behaviour_is_stable_under_a_small_brightness_change(work, first_run):
+    """A model test, not a code test: +3 grey levels must not change what the model sees."""
+    import io
+
+    import numpy as np
+    import tensorflow as tf
+    from PIL import Image
+
+    predict = tf.saved_model.load(str(work / "serving" / "lenspipe" / "1")).signatures["serving_default"]
+    originals, brighter = [], []
+    for path in sorted((work / "data" / "digits-20").glob("*/*.png")):
+        pixels = np.asarray(Image.open(path), dtype=np.int16)
+        buf = io.BytesIO()
+        Image.fromarray(np.clip(pixels + 3, 0, 255).astype(np.uint8)).save(buf, format="PNG")
+        originals.append(path.read_bytes())
+        brighter.append(buf.getvalue())
+    a = predict(image_bytes=tf.constant(originals))["class_id"].numpy()
+    b = predict(image_bytes=tf.constant(brighter))["class_id"].numpy()
+    assert len(a) == 200
+    assert (a == b).mean() >= 0.95
