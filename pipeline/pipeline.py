@@ -167,32 +167,22 @@ def create_pipeline(
         "seed": cfg.runtime.seed,
         "code_version": code_version,
     }
-    train_args = tfx.proto.TrainArgs(splits=["train"])
-    eval_args = tfx.proto.EvalArgs(splits=["eval"])
-    components: list[Any] = [example_gen, statistics_gen, schema_gen, example_validator, data_gate, transform]
-    hyperparameters = None
-    if cfg.tuner.enabled:
-        tuner = tfx.components.Tuner(
-            tuner_fn=TUNER_FN,
-            examples=examples,
-            transform_graph=transform.outputs["transform_graph"],
-            schema=schema,
-            train_args=train_args,
-            eval_args=eval_args,
-            custom_config=model_config,
-        )
-        components.append(tuner)
-        hyperparameters = tuner.outputs["best_hyperparameters"]
-    trainer = tfx.components.Trainer(
-        run_fn=RUN_FN,
+    # The Tuner searches and the Trainer trains on the same inputs and config.
+    training_inputs = dict(
         examples=examples,
         transform_graph=transform.outputs["transform_graph"],
         schema=schema,
-        hyperparameters=hyperparameters,
-        train_args=train_args,
-        eval_args=eval_args,
+        train_args=tfx.proto.TrainArgs(splits=["train"]),
+        eval_args=tfx.proto.EvalArgs(splits=["eval"]),
         custom_config=model_config,
     )
+    components: list[Any] = [example_gen, statistics_gen, schema_gen, example_validator, data_gate, transform]
+    hyperparameters = None
+    if cfg.tuner.enabled:
+        tuner = tfx.components.Tuner(tuner_fn=TUNER_FN, **training_inputs)
+        components.append(tuner)
+        hyperparameters = tuner.outputs["best_hyperparameters"]
+    trainer = tfx.components.Trainer(run_fn=RUN_FN, hyperparameters=hyperparameters, **training_inputs)
     baseline_channels = {
         MODEL_KEY: tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
         MODEL_BLESSING_KEY: tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
