@@ -204,8 +204,10 @@ def render(results: dict[str, list[dict]], levels: list[int], command: str, fact
     if 32 in levels:
         i = levels.index(32)
         server, limit, naive = (results[k][i]["images_per_s"] for k in ("server", "limit", "naive"))
-        ratio_lines = [f"- server / limit at concurrency 32: **{server / limit:.2f}** (target >= 0.7)",
-                       f"- server / naive at concurrency 32: **{server / naive:.2f}** (target >= 5)"]
+        ratio_lines = [f"- server / limit at concurrency 32: **{server / limit:.2f}** (target >= 0.7: "
+                       f"{'met' if server / limit >= 0.7 else 'NOT met'})",
+                       f"- server / naive at concurrency 32: **{server / naive:.2f}** (target >= 5: "
+                       f"{'met' if server / naive >= 5 else 'NOT met'})"]
     return "\n".join([
         "# Serving benchmark", "",
         f"One-image b64 PNG `:predict` requests, closed loop, {seconds:g} s per point after a 1 s warm-up, "
@@ -266,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         generator = "aiohttp"
     elif generator == "auto":
         generator = "wrk"
-    command = "python -m bench.serving_bench " + shlex.join(argv if argv is not None else sys.argv[1:])
+    command = " ".join(["python -m bench.serving_bench", shlex.join(argv if argv is not None else sys.argv[1:])]).strip()
     facts = machine_facts()
     with tempfile.TemporaryDirectory() as tmp:
         image_dir = Path(tmp) / "images"
