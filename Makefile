@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 LOCK   := requirements.lock
 STAMP  := $(VENV)/.installed-$(shell sha256sum $(LOCK) pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)
 
-.PHONY: install run test test-fast bench bench-serving serve clean
+.PHONY: install run test test-fast bench bench-serving bench-deps serve clean
 
 install: $(STAMP)
 
@@ -35,8 +35,16 @@ test-fast: install
 bench: install
 	$(BIN)/python -m bench.pipeline_bench $(ARGS)
 
-bench-serving: install
+bench-serving: install bench-deps
 	$(BIN)/python -m bench.serving_bench $(ARGS)
+
+# wrk (Debian) drives the serving benchmark; without it the bench falls back to a Python load
+# generator that competes with the server for CPU, and says so in its results.
+bench-deps:
+	@command -v wrk >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && apt-get install -y -qq wrk; \
+	  else echo "bench-deps: wrk not found; install it (apt-get install wrk) for comparable numbers"; fi; }
 
 clean:
 	rm -rf lenspipe-work .pytest_cache
