@@ -100,6 +100,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         data_root = Path(cfg.data.root).expanduser().resolve()
         if not data_root.is_dir():
             raise SystemExit(f"lenspipe: --data {cfg.data.root}: not a directory; give a folder of <class>/<image> files")
+    if cfg.data.schema_file and not Path(cfg.data.schema_file).expanduser().is_file():
+        raise SystemExit(
+            f"lenspipe: data.schema_file {cfg.data.schema_file}: no such file; give a schema.pbtxt "
+            "(e.g. the one SchemaGen wrote under <work-dir>/pipelines/<name>/SchemaGen/schema/)"
+        )
     if cfg.data.format == "images" and cfg.data.span_pattern is None:
         counts = datasets.describe_image_folder(data_root)
         if len(counts) < 2:

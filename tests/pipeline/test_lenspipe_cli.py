@@ -26,6 +26,16 @@ def test_one_class_is_not_enough(tmp_path, capsys):
     assert "found 1 class folder(s); need at least 2" in str(code)
 
 
+def test_missing_schema_file_names_it(tmp_path, capsys):
+    (tmp_path / "data" / "a").mkdir(parents=True)
+    (tmp_path / "data" / "b").mkdir(parents=True)
+    code, _ = run(
+        capsys, "run", "--work-dir", str(tmp_path), "--data", str(tmp_path / "data"),
+        "--set", f"data.schema_file={tmp_path / 'missing.pbtxt'}",
+    )
+    assert "missing.pbtxt: no such file" in str(code)
+
+
 def test_bad_override_names_the_field(capsys):
     code, _ = run(capsys, "config", "--set", "trainer.dropout=1.5")
     assert str(code).startswith("lenspipe: config: trainer.dropout:")
