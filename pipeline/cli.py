@@ -212,7 +212,11 @@ def entry() -> None:
     try:
         code = main()
     except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else (print(e.code, file=sys.stderr) or EXIT_USAGE)
+        if e.code is None or isinstance(e.code, int):
+            code = e.code or 0
+        else:  # a message: argparse and our checks exit this way
+            print(e.code, file=sys.stderr)
+            code = EXIT_USAGE
     except KeyboardInterrupt:
         code = 130
     sys.stdout.flush()

@@ -39,6 +39,10 @@ STATS_FEATURES = (
 # Name of the tft vocabulary file that maps label names to class ids.
 LABEL_VOCAB_NAME = "label_vocab"
 
+# Written by the trainer beside every exported model (TF Serving ignores assets.extra/):
+# seed, hyperparameters, class names, eval metrics.
+MODEL_METADATA_FILE = "assets.extra/lenspipe.json"
+
 # Signature names exported with every model.
 SERVING_SIGNATURE = "serving_default"  # raw encoded image bytes in
 EXAMPLES_SIGNATURE = "serving_examples"  # serialized tf.Examples in (TFMA, :classify)

@@ -144,26 +144,20 @@ def create_pipeline(
     example_validator = tfx.components.ExampleValidator(statistics=statistics_gen.outputs["statistics"], schema=schema)
     data_gate = DataGate(anomalies=example_validator.outputs["anomalies"])
 
-    image_cfg = {"height": cfg.image.height, "width": cfg.image.width, "channels": cfg.image.channels}
     transform = tfx.components.Transform(
         examples=examples,
         schema=schema,
         preprocessing_fn=PREPROCESSING_FN,
         materialize=False,
         disable_statistics=True,
-        custom_config={
-            "image_height": cfg.image.height,
-            "image_width": cfg.image.width,
-            "image_channels": cfg.image.channels,
-            "code_version": code_version,
-        },
+        custom_config={"image": cfg.image.model_dump(), "code_version": code_version},
     )
     transform.add_upstream_node(data_gate)  # nothing is transformed, trained or pushed past a failed gate
 
     model_config = {
         "trainer": cfg.trainer.model_dump(),
         "tuner": cfg.tuner.model_dump(),
-        "image": image_cfg,
+        "image": cfg.image.model_dump(),
         "seed": cfg.runtime.seed,
         "code_version": code_version,
     }

@@ -8,14 +8,17 @@ the model was blessed and why, and where it was pushed.
 
 from __future__ import annotations
 
+import collections
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import ml_metadata as mlmd
-from google.protobuf import json_format
 from ml_metadata.proto import metadata_store_pb2
+
+from pipeline import features
 
 
 _STATE_NAMES = {v: k.lower() for k, v in metadata_store_pb2.Execution.State.items()}
@@ -42,7 +45,7 @@ class RunSummary:
     overall: Optional[SliceMetric] = None
     worst_slice: Optional[SliceMetric] = None
     slices: list[SliceMetric] = field(default_factory=list)
-    per_class: dict[str, dict[str, float]] = field(default_factory=dict)  # class id -> precision/recall/support
+    per_class: dict[int, dict[str, float]] = field(default_factory=dict)  # class id -> precision/recall/support
     confusion: dict[tuple[int, int], float] = field(default_factory=dict)  # (actual, predicted) -> count
     blessed: Optional[bool] = None
     blessing_reason: str = ""
@@ -103,10 +106,7 @@ def _prop(artifact: metadata_store_pb2.Artifact, name: str) -> Any:
     for props in (artifact.custom_properties, artifact.properties):
         if name in props:
             v = props[name]
-            kind = v.WhichOneof("value")
-            if kind == "struct_value":
-                return json_format.MessageToDict(v.struct_value)
-            return getattr(v, kind)
+            return getattr(v, v.WhichOneof("value"))
     return None
 
 
@@ -192,15 +192,17 @@ def _per_class(summary: RunSummary, evaluation_uri: str) -> None:
             for entry in kv.value.multi_class_confusion_matrix_at_thresholds.matrices[0].entries:
                 matrix[(entry.actual_class_id, entry.predicted_class_id)] = entry.num_weighted_examples
             summary.confusion = matrix
-            classes = sorted({a for a, _ in matrix} | {b for _, b in matrix})
-            for c in classes:
+            actual: collections.Counter = collections.Counter()
+            predicted: collections.Counter = collections.Counter()
+            for (a, b), n in matrix.items():
+                actual[a] += n
+                predicted[b] += n
+            for c in sorted(actual.keys() | predicted.keys()):
                 tp = matrix.get((c, c), 0.0)
-                actual = sum(v for (a, _), v in matrix.items() if a == c)
-                predicted = sum(v for (_, b), v in matrix.items() if b == c)
-                summary.per_class[str(c)] = {
-                    "precision": tp / predicted if predicted else float("nan"),
-                    "recall": tp / actual if actual else float("nan"),
-                    "support": actual,
+                summary.per_class[c] = {
+                    "precision": tp / predicted[c] if predicted[c] else float("nan"),
+                    "recall": tp / actual[c] if actual[c] else float("nan"),
+                    "support": actual[c],
                 }
 
 
@@ -285,7 +287,6 @@ def read_run(metadata_path: str, run_id: str) -> RunSummary:
 def format_summary(summary: RunSummary, class_names: Optional[list[str]] = None) -> str:
     """The short human summary printed at the end of a run."""
     lines = [f"lenspipe run {summary.run_id}"]
-    states = summary.node_states
     lines.append(
         f"  components: {len(summary.executed)} executed, {len(summary.cached)} cached"
         + (f", FAILED: {', '.join(summary.failed)}" if summary.failed else "")
@@ -309,13 +310,13 @@ def format_summary(summary: RunSummary, class_names: Optional[list[str]] = None)
     if summary.worst_slice:
         w = summary.worst_slice
         lines.append(f"  worst slice:   {w.slice_name}: accuracy {w.accuracy:.4f} ({w.count} images)")
-    if summary.per_class:
-        names = class_names or []
-        measured = [kv for kv in summary.per_class.items() if kv[1].get("recall") == kv[1].get("recall")]
-        cid, vals = min(measured or summary.per_class.items(), key=lambda kv: kv[1].get("recall", 1.0))
-        label = names[int(cid)] if names and int(cid) < len(names) else f"class {cid}"
+    measured = {c: v for c, v in summary.per_class.items() if not math.isnan(v["recall"])}
+    if measured:
+        cid = min(measured, key=lambda c: measured[c]["recall"])
+        vals = measured[cid]
         lines.append(
-            f"  weakest class: {label}: recall {_ratio(vals.get('recall'))}, precision {_ratio(vals.get('precision'))}"
+            f"  weakest class: {_class_label(cid, class_names)}: recall {_ratio(vals['recall'])}, "
+            f"precision {_ratio(vals['precision'])}"
         )
     if summary.blessed is not None:
         lines.append(f"  blessed:    {'yes' if summary.blessed else 'NO'} ({summary.blessing_reason})")
@@ -323,20 +324,17 @@ def format_summary(summary: RunSummary, class_names: Optional[list[str]] = None)
         lines.append(f"  pushed:     version {summary.pushed_version} -> {summary.pushed_path}")
     elif summary.pushed is not None:
         lines.append("  pushed:     nothing (model not blessed)")
-    elif "Pusher" not in states and summary.failed:
+    elif summary.failed:
         lines.append("  pushed:     nothing (the run stopped before the Pusher)")
     return "\n".join(lines)
 
 
 def format_markdown(summary: RunSummary, class_names: Optional[list[str]] = None) -> str:
     """The full evaluation report of a run as Markdown: slices, per-class table, confusion matrix."""
-    names = class_names or []
+    def name(cid: int) -> str:
+        return _class_label(cid, class_names)
 
-    def name(cid: Any) -> str:
-        i = int(cid)
-        return names[i] if i < len(names) else f"class {i}"
-
-    lines = [f"# lenspipe run {summary.run_id}", "", "```", format_summary(summary, names), "```", ""]
+    lines = [f"# lenspipe run {summary.run_id}", "", "```", format_summary(summary, class_names), "```", ""]
     if summary.slices:
         lines += ["## Accuracy by slice (held-out test split)", "", "| slice | accuracy | images |", "|---|---:|---:|"]
         for s in sorted(summary.slices, key=lambda s: (s.slice_name != "overall", s.slice_name)):
@@ -345,7 +343,7 @@ def format_markdown(summary: RunSummary, class_names: Optional[list[str]] = None
     if summary.per_class:
         lines += ["## Per class (argmax)", "", "| class | precision | recall | images |", "|---|---:|---:|---:|"]
         for cid, v in sorted(summary.per_class.items(), key=lambda kv: name(kv[0])):
-            lines.append(f"| {name(cid)} | {_ratio(v['precision'])} | {_ratio(v['recall'])} | {int(v.get('support', 0))} |")
+            lines.append(f"| {name(cid)} | {_ratio(v['precision'])} | {_ratio(v['recall'])} | {int(v['support'])} |")
         lines.append("")
     if summary.confusion:
         ids = sorted({a for a, _ in summary.confusion} | {b for _, b in summary.confusion}, key=name)
@@ -373,9 +371,15 @@ def write_markdown(summary: RunSummary, path: str, class_names: Optional[list[st
     os.replace(tmp, path)
 
 
+def _class_label(class_id: int, class_names: Optional[list[str]]) -> str:
+    """A class id as its name (from the model's vocabulary) when known."""
+    names = class_names or []
+    return names[class_id] if class_id < len(names) else f"class {class_id}"
+
+
 def _ratio(v: Optional[float]) -> str:
     """A metric in [0, 1]; 'n/a' where it is undefined (e.g. precision of a class never predicted)."""
-    return "n/a" if v is None or v != v else f"{v:.4f}"
+    return "n/a" if v is None or math.isnan(v) else f"{v:.4f}"
 
 
 def _fmt(v: Any) -> str:
@@ -383,8 +387,8 @@ def _fmt(v: Any) -> str:
 
 
 def class_names_of(model_dir: str) -> list[str]:
-    """Class names recorded by the trainer in assets.extra/lenspipe.json, if any."""
-    meta = _read_json(os.path.join(model_dir, "assets.extra", "lenspipe.json")) or {}
+    """Class names recorded by the trainer beside the model, if any."""
+    meta = _read_json(os.path.join(model_dir, features.MODEL_METADATA_FILE)) or {}
     return list(meta.get("class_names", []))
 
 

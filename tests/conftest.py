@@ -59,7 +59,7 @@ def analyze(images, out_dir: Path, channels: int = 3):
     rows = [{features.IMAGE_KEY: [png], features.LABEL_NAME_KEY: [label.encode()]} for png, label, _ in images]
     fn = functools.partial(
         preprocessing_fn,
-        custom_config={"image_height": IMAGE_SIZE, "image_width": IMAGE_SIZE, "image_channels": channels},
+        custom_config={"image": {"height": IMAGE_SIZE, "width": IMAGE_SIZE, "channels": channels}},
     )
     with tft_beam.Context(temp_dir=str(out_dir / "tmp"), force_tf_compat_v1=False):
         (transformed, _), transform_fn = (rows, metadata) | tft_beam.AnalyzeAndTransformDataset(

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import logging
-import random
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 import keras
-import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 
@@ -18,10 +16,7 @@ log = logging.getLogger("lenspipe.trainer")
 
 
 def set_seeds(seed: int) -> None:
-    """Seed Python, NumPy, TF and Keras so a re-run draws the same numbers."""
-    random.seed(seed)
-    np.random.seed(seed)
-    tf.random.set_seed(seed)
+    """Seed Python, NumPy, TF and Keras (keras.utils.set_random_seed covers all four)."""
     keras.utils.set_random_seed(seed)
 
 

@@ -27,7 +27,6 @@ from trainer.data import IMAGE_XF, LABEL_XF, raw_input_spec
 CLASSIFY_METHOD_NAME = "tensorflow/serving/classify"
 CLASSIFICATION_SIGNATURE = "classification"
 CLASSIFY_INPUTS = "inputs"  # TF Serving's kClassifyInputs
-METADATA_FILE = "lenspipe.json"  # in assets.extra/, which TF Serving ignores
 
 
 def class_names(tft_output: tft.TFTransformOutput) -> list[str]:
@@ -124,12 +123,12 @@ def export_serving_model(
     """Save ``model`` with the transform graph and all signatures to ``export_dir``.
 
     ``metadata`` (seed, hyperparameters, class names, metrics) is written as JSON
-    to ``assets.extra/lenspipe.json`` beside the model.
+    to ``features.MODEL_METADATA_FILE`` beside the model.
     """
     module, signatures = build_serving_module(model, tft_output)
     tf.saved_model.save(module, export_dir, signatures=signatures)
     _mark_classify_method(export_dir)
-    extra = os.path.join(export_dir, "assets.extra")
-    tf.io.gfile.makedirs(extra)
-    with tf.io.gfile.GFile(os.path.join(extra, METADATA_FILE), "w") as f:
+    path = os.path.join(export_dir, features.MODEL_METADATA_FILE)
+    tf.io.gfile.makedirs(os.path.dirname(path))
+    with tf.io.gfile.GFile(path, "w") as f:
         f.write(json.dumps(dict(metadata), indent=2, sort_keys=True, default=str))

@@ -5,8 +5,8 @@ graph that the Trainer applies to training data and that is saved inside every
 exported signature, so serving matches training exactly and no client ever
 normalizes anything.
 
-custom_config (from pipeline/pipeline.py): ``image_height``, ``image_width``,
-``image_channels`` (1 or 3).
+custom_config (from pipeline/pipeline.py): ``image``, the image config section
+(``height``, ``width``, ``channels`` 1 or 3).
 """
 
 from __future__ import annotations
@@ -79,9 +79,8 @@ def preprocessing_fn(inputs: Mapping[str, Any], custom_config: Mapping[str, Any]
     the mean and standard deviation of the training split) and ``label_name_xf``
     (int64 class id from the label vocabulary, -1 for an unknown name).
     """
-    height = int(custom_config["image_height"])
-    width = int(custom_config["image_width"])
-    channels = int(custom_config["image_channels"])
+    image = custom_config["image"]
+    height, width, channels = int(image["height"]), int(image["width"]), int(image["channels"])
 
     images = decode_and_resize(_dense(inputs[features.IMAGE_KEY], b""), height, width, channels)
     pixels = tf.reshape(images, [-1, channels])  # full-pass statistics per channel

@@ -33,17 +33,21 @@ class LocalPaths:
 
 
 def code_version() -> str:
-    """Hash of the transform and trainer sources (they are referenced by dotted path,
-    which TFX's cache key does not cover)."""
+    """Hash of the code Transform, Tuner and Trainer run: transform/, trainer/ and the
+    feature keys they import. It is referenced by dotted path, which TFX's cache key
+    does not cover."""
     import trainer
     import transform
+    from pipeline import features
 
-    digest = hashlib.sha256()
+    root = Path(features.__file__).parents[1]
+    sources = [Path(features.__file__)]
     for package in (transform, trainer):
-        root = Path(package.__file__).parent
-        for path in sorted(root.rglob("*.py")):
-            digest.update(path.relative_to(root.parent).as_posix().encode())
-            digest.update(path.read_bytes())
+        sources += Path(package.__file__).parent.rglob("*.py")
+    digest = hashlib.sha256()
+    for path in sorted(sources):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
 

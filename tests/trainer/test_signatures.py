@@ -82,7 +82,7 @@ def test_saved_model_declares_classify_method_and_metadata(exported):
     assert defs[signatures.CLASSIFICATION_SIGNATURE].method_name == "tensorflow/serving/classify"
     assert defs[features.SERVING_SIGNATURE].method_name == "tensorflow/serving/predict"
     assert set(defs[features.SERVING_SIGNATURE].inputs) == {features.IMAGE_BYTES_INPUT}
-    meta = json.loads(open(f"{export_dir}/assets.extra/{signatures.METADATA_FILE}").read())
+    meta = json.loads(open(f"{export_dir}/assets.extra/lenspipe.json").read())
     assert meta["seed"] == 1
 
 
