@@ -22,7 +22,7 @@ def make_demo_model(base_path: Path, version: int = 1) -> Path:
     from tensorflow.core.protobuf import saved_model_pb2
 
     keras.utils.set_random_seed(0)
-    # Same architecture as lenspipe's trainer defaults (pipeline/config.py): 32x32x3 input,
+    # Same architecture as lenspipe's trainer defaults (lenspipe/config.py): 32x32x3 input,
     # 3 blocks of 2x (conv-BN-ReLU) with 32/64/128 filters and a pool, dense 128, softmax.
     inputs = keras.Input((SIDE, SIDE, CHANNELS))
     x = inputs

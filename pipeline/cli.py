@@ -70,7 +70,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, str]:
 
 
 def _load(args: argparse.Namespace):
-    from pipeline.config import ConfigError, load_config
+    from lenspipe.config import ConfigError, load_config
 
     try:
         return load_config(args.config, _overrides(args))

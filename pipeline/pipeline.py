@@ -18,8 +18,8 @@ from components.baseline import CANDIDATE_KEY, MODEL_BLESSING_KEY, MODEL_KEY, Pr
 from components.data_gate import DataGate
 from components.image_example_gen.component import ImageExampleGen, make_input_config, make_output_config
 from components.versioned_pusher import VersionedPusher
-from pipeline import features
-from pipeline.config import LenspipeConfig
+from lenspipe import features
+from lenspipe.config import LenspipeConfig
 
 PREPROCESSING_FN = "transform.preprocessing.preprocessing_fn"
 TUNER_FN = "trainer.tuner.tuner_fn"

@@ -18,7 +18,7 @@ from typing import Any, Optional
 import ml_metadata as mlmd
 from ml_metadata.proto import metadata_store_pb2
 
-from pipeline import features
+from lenspipe import features
 
 
 _STATE_NAMES = {v: k.lower() for k, v in metadata_store_pb2.Execution.State.items()}

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline import features
+from lenspipe import features
 
 IMAGE_SIZE = 8  # the fixture images are already model-sized, so resizing is the identity
 

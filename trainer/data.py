@@ -12,7 +12,7 @@ from typing import Sequence
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from pipeline import features
+from lenspipe import features
 
 IMAGE_XF = features.transformed_name(features.IMAGE_KEY)
 LABEL_XF = features.transformed_name(features.LABEL_NAME_KEY)

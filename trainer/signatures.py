@@ -21,7 +21,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tensorflow.core.protobuf import saved_model_pb2
 
-from pipeline import features
+from lenspipe import features
 from trainer.data import IMAGE_XF, LABEL_XF, raw_input_spec
 
 CLASSIFY_METHOD_NAME = "tensorflow/serving/classify"

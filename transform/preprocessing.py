@@ -16,7 +16,7 @@ from typing import Any, Mapping
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from pipeline import features
+from lenspipe import features
 
 # Keeps the normalisation finite for a constant channel (e.g. an all-black dataset).
 _MIN_STD = 1e-6

@@ -19,7 +19,7 @@ from tfx.types import standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from components.image_example_gen import executor
-from pipeline import features
+from lenspipe import features
 
 INPUT_FORMATS = ("images", "tfrecord")
 INPUT_FORMAT_KEY = executor.INPUT_FORMAT_KEY
@@ -109,7 +109,7 @@ class ImageExampleGen(FileBasedExampleGen):
         execution parameter.
 
     Outputs: ``examples`` (Examples, gzipped TFRecords of tf.Example with every raw key of
-    pipeline/features.py) and ``rejected`` (RejectedFiles). Raises ValueError for an unknown
+    lenspipe/features.py) and ``rejected`` (RejectedFiles). Raises ValueError for an unknown
     input_format.
     """
 

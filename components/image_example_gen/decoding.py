@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from pipeline import features
+from lenspipe import features
 
 _SIGNATURES = (
     (b"\x89PNG\r\n\x1a\n", "png"),

@@ -26,7 +26,7 @@ from tfx.utils import proto_utils
 
 from components.image_example_gen.decoding import BadImage, ImageInfo, inspect_image, one_line
 from components.image_example_gen.layout import list_image_folder
-from pipeline import features
+from lenspipe import features
 
 logger = logging.getLogger(__name__)
 

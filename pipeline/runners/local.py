@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, TextIO
 
-from pipeline.config import LenspipeConfig
+from lenspipe.config import LenspipeConfig
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ def code_version() -> str:
     does not cover."""
     import trainer
     import transform
-    from pipeline import features
+    from lenspipe import features
 
     root = Path(features.__file__).parents[1]
     sources = [Path(features.__file__)]

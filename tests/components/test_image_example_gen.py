@@ -18,7 +18,7 @@ from tfx.types import standard_artifacts
 from tfx.utils import proto_utils
 
 from components.image_example_gen import component, executor
-from pipeline import features
+from lenspipe import features
 
 BEAM_ARGS = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
 
@@ -132,7 +132,7 @@ def test_every_good_image_becomes_one_example_with_correct_features(folder_run):
         assert _value(example, features.FORMAT_KEY) == fmt, path
         # JPEG is lossy; the rest are exact.
         assert _value(example, features.BRIGHTNESS_KEY) == pytest.approx(brightness, abs=1.5), path
-    # Buckets follow the thresholds in pipeline/features.py (size by the shorter side).
+    # Buckets follow the thresholds in lenspipe/features.py (size by the shorter side).
     assert _value(examples["cat/grey.PNG"][1], features.BRIGHTNESS_BUCKET_KEY) == "dark"
     assert _value(examples["cat/photo.jpeg"][1], features.BRIGHTNESS_BUCKET_KEY) == "medium"
     assert _value(examples["cat/rgb.png"][1], features.BRIGHTNESS_BUCKET_KEY) == "bright"

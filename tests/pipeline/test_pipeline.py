@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import tensorflow_model_analysis as tfma
 
-from pipeline import features
-from pipeline.config import load_config
+from lenspipe import features
+from lenspipe.config import load_config
 from pipeline.pipeline import ACCURACY, EVAL_SPLIT, create_pipeline, eval_config
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pipeline import features
+from lenspipe import features
 from trainer import data, hparams, model, signatures
 
 TRAINER_CFG = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline import features
+from lenspipe import features
 from tests.conftest import analyze
 
 IMAGE_XF = features.transformed_name(features.IMAGE_KEY)

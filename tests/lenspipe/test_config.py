@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.config import ConfigError, LenspipeConfig, load_config
+from lenspipe.config import ConfigError, LenspipeConfig, load_config
 
 
 def test_defaults_validate_and_point_at_the_work_dir(tmp_path, monkeypatch):
