@@ -8,7 +8,9 @@ them from here. Nothing else spells a feature key as a string literal.
 # Raw features written by components/image_example_gen.
 IMAGE_KEY = "image"  # original encoded bytes (PNG/JPEG/GIF/BMP)
 LABEL_NAME_KEY = "label_name"  # class folder name
-LABEL_INDEX_KEY = "label"  # index of the class folder in sorted order (Keras' convention)
+# Index of the class name among the sorted class names ExampleGen read (Keras' convention).
+# Not called "label": the model's `label` output is the class *name*.
+CLASS_INDEX_KEY = "class_index"
 PATH_KEY = "path"  # path relative to the input root
 HEIGHT_KEY = "height"
 WIDTH_KEY = "width"
@@ -26,7 +28,7 @@ SIZE_BUCKETS = ((32, "small"), (224, "medium"), (float("inf"), "large"))
 # encoded bytes (their stats are noise) and keeps the rest.
 STATS_FEATURES = (
     LABEL_NAME_KEY,
-    LABEL_INDEX_KEY,
+    CLASS_INDEX_KEY,
     HEIGHT_KEY,
     WIDTH_KEY,
     CHANNELS_KEY,
@@ -36,7 +38,8 @@ STATS_FEATURES = (
     SIZE_BUCKET_KEY,
 )
 
-# Name of the tft vocabulary file that maps label names to class ids.
+# Name of the Transform's vocabulary asset: the class names of the train split, sorted;
+# a class id is a line number in it.
 LABEL_VOCAB_NAME = "label_vocab"
 
 # Written by the trainer beside every exported model (TF Serving ignores assets.extra/):

@@ -106,11 +106,13 @@ def cmd_run(args: argparse.Namespace) -> int:
             "(e.g. the one SchemaGen wrote under <work-dir>/pipelines/<name>/SchemaGen/schema/)"
         )
     if cfg.data.format == "images" and cfg.data.span_pattern is None:
-        counts = datasets.describe_image_folder(data_root)
+        counts, empty = datasets.describe_image_folder(data_root)
+        for name in empty:
+            print(f"lenspipe: warning: class folder {data_root / name} holds no image files: not a class", file=sys.stderr)
         if len(counts) < 2:
             raise SystemExit(
-                f"lenspipe: --data {data_root}: found {len(counts)} class folder(s); need at least 2 "
-                "sub-folders, one per class (<DIR>/<class>/<image>)"
+                f"lenspipe: --data {data_root}: found {len(counts)} class folder(s) with images; need at least 2 "
+                "sub-folders with images, one per class (<DIR>/<class>/<image>)"
             )
         print(f"lenspipe: {sum(counts.values())} image files in {len(counts)} classes", file=sys.stderr)
     return _run_pipeline(cfg, str(data_root))

@@ -11,7 +11,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 
@@ -103,11 +103,12 @@ def _swap_into_place(build: Path, root: Path, per_class: Optional[int]) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
-def describe_image_folder(root: Path) -> Dict[str, int]:
-    """Image files per class folder of ``<root>/<class>/<file>``, by file name only (no decoding).
+def describe_image_folder(root: Path) -> Tuple[Dict[str, int], Tuple[str, ...]]:
+    """(image files per class, empty class folders) of ``<root>/<class>/<file>``, by file name only.
 
     Counts what ImageExampleGen would try to decode: accepted extensions, directly inside a
-    class folder. Raises FileNotFoundError if ``root`` is not a directory.
+    class folder; a folder with none is not a class. Raises FileNotFoundError if ``root`` is
+    not a directory.
     """
     from components.image_example_gen.layout import list_image_folder
 
@@ -115,4 +116,4 @@ def describe_image_folder(root: Path) -> Dict[str, int]:
     counts = {name: 0 for name in listing.class_names}
     for _, class_name in listing.candidates:
         counts[class_name] += 1
-    return counts
+    return counts, listing.empty_class_folders

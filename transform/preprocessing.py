@@ -6,17 +6,26 @@ exported signature, so serving matches training exactly and no client ever
 normalizes anything.
 
 custom_config (from pipeline/pipeline.py): ``image``, the image config section
-(``height``, ``width``, ``channels`` 1 or 3).
+(``height``, ``width``, ``channels`` 1 or 3), re-validated with ``lenspipe.config.ImageConfig``.
+
+Class ids are positions in the *sorted* list of the class names seen in the train
+split (Keras' ``image_dataset_from_directory`` convention), not tft's frequency
+order: a class keeps its id when the class frequencies change.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any, Mapping
 
+import apache_beam as beam
+import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
+import tensorflow_transform.beam as tft_beam
 
 from lenspipe import features
+from lenspipe.config import ImageConfig
 
 # Keeps the normalisation finite for a constant channel (e.g. an all-black dataset).
 _MIN_STD = 1e-6
@@ -72,15 +81,60 @@ def _dense(x: Any, default: Any) -> tf.Tensor:
     return tf.reshape(x[:, :1] if x.shape.rank == 2 else x, [-1])
 
 
+class SortedVocabulary(tft_beam.experimental.PTransformAnalyzer):
+    """Full-pass analyzer: the distinct values of a string tensor, sorted, as a vocabulary file.
+
+    tft.vocabulary orders by frequency, so an id would move when the class balance
+    moves; this writes ``<temp>/<name>`` with one value per line in sorted byte order
+    and outputs its path, which tft.apply_vocabulary maps values through.
+    """
+
+    def __init__(self, name: str):
+        super().__init__()
+        self._name = name
+
+    def expand(self, pcoll):
+        return (
+            pcoll
+            | "Values" >> beam.FlatMap(lambda batch: batch[0].ravel().tolist())
+            | "Distinct" >> beam.Distinct()
+            | "Collect" >> beam.combiners.ToList()
+            | "Write" >> beam.Map(_write_sorted_vocabulary, self.base_temp_dir, self._name)
+        )
+
+
+def _write_sorted_vocabulary(values: list, directory: str, name: str) -> np.ndarray:
+    tf.io.gfile.makedirs(directory)
+    path = os.path.join(directory, name)
+    with tf.io.gfile.GFile(path, "wb") as f:
+        f.write(b"".join(v + b"\n" for v in sorted(values)))
+    return np.array(path.encode())
+
+
+def sorted_class_ids(label_names: tf.Tensor) -> tf.Tensor:
+    """Class id of each label name: its index among the sorted names of the analysed split, -1 if unseen."""
+    (vocab_path,) = tft.experimental.ptransform_analyzer(
+        [label_names],
+        SortedVocabulary(features.LABEL_VOCAB_NAME),
+        output_dtypes=[tf.string],
+        output_shapes=[[]],
+        # Traced before analysis with this placeholder: a lookup table needs a non-empty file.
+        output_asset_default_values=[b"_"],
+        name="sorted_label_vocab",
+    )
+    tft.annotate_asset(features.LABEL_VOCAB_NAME, features.LABEL_VOCAB_NAME)
+    return tft.apply_vocabulary(label_names, vocab_path, default_value=-1)
+
+
 def preprocessing_fn(inputs: Mapping[str, Any], custom_config: Mapping[str, Any]) -> dict[str, tf.Tensor]:
     """tf.Transform entry point (referenced by dotted path from the pipeline).
 
     Returns ``image_xf`` (float32 [batch, H, W, C], per-channel standardised with
     the mean and standard deviation of the training split) and ``label_name_xf``
-    (int64 class id from the label vocabulary, -1 for an unknown name).
+    (int64 class id: index in the sorted class names of the train split, -1 for an unknown name).
     """
-    image = custom_config["image"]
-    height, width, channels = int(image["height"]), int(image["width"]), int(image["channels"])
+    image = ImageConfig.model_validate(custom_config["image"])
+    height, width, channels = image.height, image.width, image.channels
 
     images = decode_and_resize(_dense(inputs[features.IMAGE_KEY], b""), height, width, channels)
     pixels = tf.reshape(images, [-1, channels])  # full-pass statistics per channel
@@ -88,12 +142,7 @@ def preprocessing_fn(inputs: Mapping[str, Any], custom_config: Mapping[str, Any]
     std = tf.sqrt(tft.var(pixels, reduce_instance_dims=False, name="channel_var"))
     normalized = (images - mean) / tf.maximum(std, _MIN_STD)
 
-    label_ids = tft.compute_and_apply_vocabulary(
-        _dense(inputs[features.LABEL_NAME_KEY], b""),
-        vocab_filename=features.LABEL_VOCAB_NAME,
-        default_value=-1,
-        name="label_vocab",
-    )
+    label_ids = sorted_class_ids(_dense(inputs[features.LABEL_NAME_KEY], b""))
     return {
         features.transformed_name(features.IMAGE_KEY): normalized,
         features.transformed_name(features.LABEL_NAME_KEY): label_ids,

@@ -34,9 +34,9 @@ INPUT_FORMAT_KEY = "input_format"  # execution parameter: "images" | "tfrecord"
 REJECTED_KEY = "rejected"  # output key of the RejectedFiles artifact
 REJECTED_FILE_NAME = "rejected.jsonl"
 NUM_REJECTED_PROPERTY = "num_rejected"
+EMPTY_CLASS_FOLDERS_PROPERTY = "empty_class_folders"  # JSON list of folder names
 
 _REJECTED_TAG = "rejected"
-_LABEL_TAG = "label"  # every readable label name, kept or rejected, for the label ids
 _GZIP_MAGIC = b"\x1f\x8b"
 
 Rejection = Tuple[str, str]  # (path, reason)
@@ -68,7 +68,7 @@ def _to_example(candidate: _Candidate, class_names: Sequence[str]) -> tf.train.E
             feature={
                 features.IMAGE_KEY: _bytes(candidate.image),
                 features.LABEL_NAME_KEY: _bytes(candidate.label_name.encode("utf-8")),
-                features.LABEL_INDEX_KEY: _int(bisect.bisect_left(class_names, candidate.label_name)),
+                features.CLASS_INDEX_KEY: _int(bisect.bisect_left(class_names, candidate.label_name)),
                 features.PATH_KEY: _bytes(candidate.path.encode("utf-8")),
                 features.HEIGHT_KEY: _int(info.height),
                 features.WIDTH_KEY: _int(info.width),
@@ -128,8 +128,6 @@ def _inspect_record(raw: bytes, default_path: str) -> Iterator[Any]:
     except UnicodeDecodeError:
         yield beam.pvalue.TaggedOutput(_REJECTED_TAG, (path, f"feature {features.LABEL_NAME_KEY!r} is not UTF-8"))
         return
-    # Like a class folder holding only bad files, a label whose images are all bad keeps its id.
-    yield beam.pvalue.TaggedOutput(_LABEL_TAG, label_name)
     yield from _inspect(path, label_name, image)
 
 
@@ -164,12 +162,17 @@ def _image_root(pattern: str) -> str:
 
 
 @beam.ptransform_fn
-def _ImagesToCandidates(pipeline: beam.Pipeline, input_base: str, pattern: str):  # pylint: disable=invalid-name
-    """(candidates, rejections, sorted class names) of an image folder split."""
+def _ImagesToCandidates(pipeline: beam.Pipeline, input_base: str, pattern: str, empty_folders: List[str]):  # pylint: disable=invalid-name
+    """(candidates, rejections) of an image folder split; empty class folders are appended to ``empty_folders``."""
     root = _image_root(pattern)
     listing = list_image_folder(input_base, root)
+    for name in listing.empty_class_folders:
+        logger.warning("ImageExampleGen: class folder %r holds no image files: not a class", posixpath.join(root, name))
+    empty_folders.extend(listing.empty_class_folders)
     if not listing.class_names:
-        raise ValueError(f"{posixpath.join(input_base, root)}: no class folders (expected <root>/<class>/<file>)")
+        raise ValueError(
+            f"{posixpath.join(input_base, root)}: no class folder holds an image file (expected <root>/<class>/<file>)"
+        )
     logger.info(
         "ImageExampleGen: %s: %d class folder(s), %d image file(s) to decode, %d file(s) rejected by name or place",
         posixpath.join(input_base, root),
@@ -185,17 +188,12 @@ def _ImagesToCandidates(pipeline: beam.Pipeline, input_base: str, pattern: str):
     )
     listed_rejections = pipeline | "ListRejected" >> beam.Create(listing.rejected)
     rejections = (inspected[_REJECTED_TAG], listed_rejections) | "AllRejected" >> beam.Flatten()
-    class_names = pipeline | "ClassNames" >> beam.Create([list(listing.class_names)])
-    return inspected.good, rejections, class_names
+    return inspected.good, rejections
 
 
 @beam.ptransform_fn
 def _TFRecordsToCandidates(pipeline: beam.Pipeline, input_base: str, pattern: str):  # pylint: disable=invalid-name
-    """(candidates, rejections, sorted class names) of a TFRecord split.
-
-    Class names are every label name read, even from records rejected for their image, so
-    label ids follow the same rule as class folders; finding them takes a pass over the data.
-    """
+    """(candidates, rejections) of a TFRecord split."""
     files = sorted(
         posixpath.relpath(path, input_base)
         for path in tf.io.gfile.glob(posixpath.join(input_base, pattern))
@@ -208,15 +206,21 @@ def _TFRecordsToCandidates(pipeline: beam.Pipeline, input_base: str, pattern: st
         pipeline
         | "ListFiles" >> beam.Create(files)
         | "Inspect"
-        >> beam.FlatMap(_inspect_tfrecord_file, input_base).with_outputs(_REJECTED_TAG, _LABEL_TAG, main="good")
+        >> beam.FlatMap(_inspect_tfrecord_file, input_base).with_outputs(_REJECTED_TAG, main="good")
     )
-    class_names = (
-        inspected[_LABEL_TAG]
+    return inspected.good, inspected[_REJECTED_TAG]
+
+
+@beam.ptransform_fn
+def _SortedClassNames(candidates):  # pylint: disable=invalid-name
+    """The sorted distinct label names of the images that decoded (a class no good image shows is no class)."""
+    return (
+        candidates
+        | "LabelNames" >> beam.Map(lambda candidate: candidate.label_name)
         | "Distinct" >> beam.Distinct()
         | "Collect" >> beam.combiners.ToList()
         | "Sort" >> beam.Map(sorted)
     )
-    return inspected.good, inspected[_REJECTED_TAG], class_names
 
 
 def write_rejected(rejections: List[Rejection], directory: str) -> str:
@@ -246,19 +250,21 @@ class Executor(BaseExampleGenExecutor):
 
     def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
         rejected_parts = self._rejected_parts
+        empty_folders = self._empty_class_folders
 
         @beam.ptransform_fn
         def ToExamples(pipeline: beam.Pipeline, exec_properties: Dict[str, Any], split_pattern: str):  # pylint: disable=invalid-name
             input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
             input_format = exec_properties.get(INPUT_FORMAT_KEY) or "images"
             if input_format == "images":
-                to_candidates = _ImagesToCandidates(input_base, split_pattern)  # pylint: disable=no-value-for-parameter
+                to_candidates = _ImagesToCandidates(input_base, split_pattern, empty_folders)  # pylint: disable=no-value-for-parameter
             elif input_format == "tfrecord":
                 to_candidates = _TFRecordsToCandidates(input_base, split_pattern)  # pylint: disable=no-value-for-parameter
             else:
                 raise ValueError(f"input_format must be 'images' or 'tfrecord', got {input_format!r}")
-            candidates, rejections, class_names = pipeline | "Candidates" >> to_candidates
+            candidates, rejections = pipeline | "Candidates" >> to_candidates
             rejected_parts.append(rejections)
+            class_names = candidates | "ClassNames" >> _SortedClassNames()  # pylint: disable=no-value-for-parameter
             return candidates | "ToExample" >> beam.Map(_to_example, beam.pvalue.AsSingleton(class_names))
 
         return ToExamples
@@ -293,7 +299,11 @@ class Executor(BaseExampleGenExecutor):
         rejected_artifact = artifact_utils.get_single_instance(output_dict[REJECTED_KEY])
         self._rejected_dir = rejected_artifact.uri
         self._rejected_parts: List[beam.pvalue.PCollection] = []
+        self._empty_class_folders: List[str] = []
         super().Do(input_dict, output_dict, exec_properties)
+        rejected_artifact.set_json_value_custom_property(
+            EMPTY_CLASS_FOLDERS_PROPERTY, sorted(self._empty_class_folders)
+        )
 
         entries = read_rejected(rejected_artifact.uri)
         for entry in entries:

@@ -21,15 +21,17 @@ IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
 class FolderListing:
     """What an image folder holds, before any file is read.
 
-    ``class_names`` are the sorted class folder names (every sub-folder of the root counts,
-    even an empty one, as in Keras). ``candidates`` are (relative path, class name) pairs of
-    files to decode; ``rejected`` are (relative path, reason) pairs. Paths use '/' and are
-    relative to the input base (``prefix`` included).
+    ``class_names`` are the sorted names of the class folders holding at least one candidate
+    file; ``empty_class_folders`` the sorted names of those holding none (they are not
+    classes: a class no image shows cannot be learned). ``candidates`` are (relative path,
+    class name) pairs of files to decode; ``rejected`` are (relative path, reason) pairs.
+    Paths use '/' and are relative to the input base (``prefix`` included).
     """
 
     class_names: Tuple[str, ...]
     candidates: Tuple[Tuple[str, str], ...]
     rejected: Tuple[Tuple[str, str], ...]
+    empty_class_folders: Tuple[str, ...] = ()
 
 
 def _is_hidden(name: str) -> bool:
@@ -57,6 +59,7 @@ def list_image_folder(input_base: str, prefix: str = "") -> FolderListing:
         return posixpath.join(prefix, *parts) if prefix else posixpath.join(*parts)
 
     class_names: List[str] = []
+    empty: List[str] = []
     candidates: List[Tuple[str, str]] = []
     rejected: List[Tuple[str, str]] = []
 
@@ -79,7 +82,7 @@ def list_image_folder(input_base: str, prefix: str = "") -> FolderListing:
         if not tf.io.gfile.isdir(path):
             rejected.append((rel(name), "not inside a class folder (expected <class>/<file>)"))
             continue
-        class_names.append(name)
+        before = len(candidates)
         for file_name in _list(path):
             if _is_hidden(file_name):
                 continue
@@ -98,5 +101,6 @@ def list_image_folder(input_base: str, prefix: str = "") -> FolderListing:
                 )
                 continue
             candidates.append((rel(name, file_name), name))
+        (class_names if len(candidates) > before else empty).append(name)
 
-    return FolderListing(tuple(class_names), tuple(candidates), tuple(sorted(rejected)))
+    return FolderListing(tuple(class_names), tuple(candidates), tuple(sorted(rejected)), tuple(empty))

@@ -54,6 +54,8 @@ def _bad_files() -> Dict[str, Tuple[bytes, str]]:
     png = _encode("RGB", "PNG", (50, 50), (1, 2, 3))
     return {
         "cat/empty.png": (b"", "empty file"),
+        # Its folder's only file is bad: 'ant' is no class, so cat keeps id 0.
+        "ant/broken.png": (png[:40], "truncated or corrupt png"),
         "cat/truncated.png": (png[: len(png) // 2], "truncated or corrupt png"),
         "dog/text.png": (b"just some text, not pixels\n", "not an image"),
         "dog/notes.txt": (b"notes", "unsupported extension .txt"),
@@ -69,6 +71,7 @@ def _make_folder(root: Path) -> Path:
         _write(root, rel, data)
     for rel, (data, _) in _bad_files().items():
         _write(root, rel, data)
+    (root / "bat").mkdir()  # an empty class folder: warned about, not a class (cat keeps id 0)
     _write(root, ".DS_Store", b"finder metadata")  # hidden: ignored, neither example nor rejection
     return root
 
@@ -126,7 +129,7 @@ def test_every_good_image_becomes_one_example_with_correct_features(folder_run):
         example = examples[path][1]
         assert _value(example, features.IMAGE_KEY) == data, path
         assert _value(example, features.LABEL_NAME_KEY) == label, path
-        assert _value(example, features.LABEL_INDEX_KEY) == index, path
+        assert _value(example, features.CLASS_INDEX_KEY) == index, path
         assert (_value(example, features.HEIGHT_KEY), _value(example, features.WIDTH_KEY)) == (height, width), path
         assert _value(example, features.CHANNELS_KEY) == channels, path
         assert _value(example, features.FORMAT_KEY) == fmt, path
@@ -149,6 +152,7 @@ def test_every_bad_file_is_listed_with_its_reason(folder_run):
         assert bad[entry["path"]][1] in entry["reason"], entry
         assert "\n" not in entry["reason"]
     assert artifact.get_int_custom_property(executor.NUM_REJECTED_PROPERTY) == len(bad)
+    assert artifact.get_json_value_custom_property(executor.EMPTY_CLASS_FOLDERS_PROPERTY) == ["bat"]
     lines = (Path(artifact.uri) / executor.REJECTED_FILE_NAME).read_text().splitlines()
     assert [json.loads(line) for line in lines] == rejected
     assert not list(Path(artifact.uri).glob(".*tmp"))  # the temporary name was renamed away
@@ -204,9 +208,10 @@ def test_tfrecord_input_fills_every_feature_and_rejects_bad_records(tmp_path):
     assert sorted(examples) == ["originals/bee.jpg", "part-0.tfrecord.gz#0"]
     zebra = examples["part-0.tfrecord.gz#0"][1]
     bee = examples["originals/bee.jpg"][1]
-    # Label ids: positions in the sorted label names seen in the input (ant, bee, zebra).
-    assert _value(zebra, features.LABEL_INDEX_KEY) == 2
-    assert _value(bee, features.LABEL_INDEX_KEY) == 1
+    # Class indexes: positions in the sorted label names of the records that decoded (bee, zebra);
+    # 'ant' has no good image, so it is no class.
+    assert _value(zebra, features.CLASS_INDEX_KEY) == 1
+    assert _value(bee, features.CLASS_INDEX_KEY) == 0
     assert [_value(zebra, key) for key in (features.HEIGHT_KEY, features.WIDTH_KEY, features.CHANNELS_KEY)] == [4, 6, 3]
     assert _value(zebra, features.FORMAT_KEY) == "png"
     assert _value(zebra, features.BRIGHTNESS_BUCKET_KEY) == "dark"

@@ -16,7 +16,7 @@ def test_writes_every_digit_as_a_greyscale_png_in_its_class_folder(tmp_path):
     files = sorted(root.glob("*/*.png"))
     assert len(files) == len(digits.images) == 1797
     assert sorted(p.name for p in root.iterdir() if p.is_dir()) == [str(d) for d in range(10)]
-    counts = datasets.describe_image_folder(root)
+    counts, _ = datasets.describe_image_folder(root)
     assert counts == {str(d): int(np.sum(digits.target == d)) for d in range(10)}
     for index in (0, 1, 1000, 1796):
         digit = int(digits.target[index])
@@ -43,7 +43,7 @@ def test_is_idempotent_and_rebuilds_for_another_subset(tmp_path):
     assert a_file.stat().st_mtime_ns == stamp  # not rewritten
 
     datasets.write_digits(root, per_class=4)
-    assert sum(datasets.describe_image_folder(root).values()) == 40
+    assert sum(datasets.describe_image_folder(root)[0].values()) == 40
     assert sorted(p.name for p in tmp_path.iterdir()) == ["digits"]  # no temporary or old copies left
 
 
@@ -80,6 +80,6 @@ def test_describe_image_folder_counts_only_what_example_gen_would_decode(tmp_pat
         (tmp_path / "a" / name).write_bytes(b"")
     (tmp_path / "b" / "z.bmp").write_bytes(b"")
     (tmp_path / "loose.png").write_bytes(b"")
-    assert datasets.describe_image_folder(tmp_path) == {"a": 2, "b": 1, "empty": 0}
+    assert datasets.describe_image_folder(tmp_path) == ({"a": 2, "b": 1}, ("empty",))
     with pytest.raises(FileNotFoundError, match="missing"):
         datasets.describe_image_folder(tmp_path / "missing")

@@ -23,7 +23,16 @@ def test_one_class_is_not_enough(tmp_path, capsys):
     (tmp_path / "data" / "only").mkdir(parents=True)
     (tmp_path / "data" / "only" / "a.png").write_bytes(b"x")
     code, _ = run(capsys, "run", "--work-dir", str(tmp_path), "--data", str(tmp_path / "data"))
-    assert "found 1 class folder(s); need at least 2" in str(code)
+    assert "found 1 class folder(s) with images; need at least 2" in str(code)
+
+
+def test_empty_class_folder_is_warned_about_and_not_a_class(tmp_path, capsys):
+    (tmp_path / "data" / "only").mkdir(parents=True)
+    (tmp_path / "data" / "only" / "a.png").write_bytes(b"x")
+    (tmp_path / "data" / "hollow").mkdir()
+    code, err = run(capsys, "run", "--work-dir", str(tmp_path), "--data", str(tmp_path / "data"))
+    assert "found 1 class folder(s) with images" in str(code)
+    assert "hollow holds no image files: not a class" in err.err
 
 
 def test_missing_schema_file_names_it(tmp_path, capsys):

@@ -55,9 +55,30 @@ def test_labels_map_through_one_vocabulary(tiny_images, tiny_transform):
     import tensorflow_transform as tft
 
     vocab = [v.decode() for v in tft.TFTransformOutput(str(transform_dir)).vocabulary_by_name(features.LABEL_VOCAB_NAME)]
-    assert sorted(vocab) == ["cat", "dog", "owl"]
+    assert vocab == ["cat", "dog", "owl"]
     for row, (_, label, _) in zip(transformed, tiny_images):
         assert vocab[int(np.asarray(row[LABEL_XF]).reshape(-1)[0])] == label
+
+
+def test_class_ids_follow_sorted_names_not_frequency(tiny_images, tmp_path):
+    """The most frequent class does not get id 0; ids are the sorted positions, and unseen names get -1."""
+    import tensorflow as tf
+    import tensorflow_transform as tft
+
+    pngs = [png for png, _, _ in tiny_images]
+    labels = ["zebra"] * 7 + ["ant"] + ["bee"] * 4  # frequency order zebra, bee, ant
+    images = [(png, label, None) for png, label in zip(pngs, labels)]
+    transformed, transform_dir = analyze(images, tmp_path)
+    output = tft.TFTransformOutput(str(transform_dir))
+    assert [v.decode() for v in output.vocabulary_by_name(features.LABEL_VOCAB_NAME)] == ["ant", "bee", "zebra"]
+    ids = [int(np.asarray(row[LABEL_XF]).reshape(-1)[0]) for row in transformed]
+    assert ids == [{"ant": 0, "bee": 1, "zebra": 2}[label] for label in labels]
+    layer = output.transform_features_layer()
+    out = layer({
+        features.IMAGE_KEY: tf.constant([[pngs[0]], [pngs[1]]]),
+        features.LABEL_NAME_KEY: tf.constant([[b"bee"], [b"yak"]]),
+    })
+    assert out[LABEL_XF].numpy().tolist() == [1, -1]
 
 
 @pytest.mark.parametrize("channels", [1, 3])
