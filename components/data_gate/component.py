@@ -2,10 +2,13 @@
 
 ExampleValidator only records anomalies; nothing in TFX stops on them. Transform
 is wired downstream of this gate, so a failed gate means nothing is transformed,
-trained or pushed.
+trained or pushed. The gate also stops a run whose eval or test split shows a class
+the train split does not (it would get no class id), naming the class and its files,
+and records the images per class and split (``class_counts``) for the summary.
 """
 
 
+import json
 import os
 
 from tensorflow_metadata.proto.v0 import anomalies_pb2
@@ -15,7 +18,10 @@ from tfx.dsl.component.experimental.decorators import component
 from tfx.dsl.io import fileio
 from tfx.types import artifact_utils, standard_artifacts
 
+from components.data_gate import classes
+
 REPORT_FILE = "anomalies.txt"
+CLASS_COUNTS_PROPERTY = "class_counts"  # JSON {split: {class name: images}}
 _SCHEMA_DIFF = "SchemaDiff.pb"
 
 
@@ -48,16 +54,37 @@ def read_anomalies(anomalies: types.Artifact) -> list[str]:
     return lines
 
 
+def unseen_class_message(examples: types.Artifact, unseen: dict) -> str:
+    """One line naming each class missing from train, the split that shows it, and a few of its files."""
+    parts = []
+    for split, names in sorted(unseen.items()):
+        paths = classes.files_of(examples, split, names)
+        for name in names:
+            shown = ", ".join(paths[name]) + (", ..." if len(paths[name]) >= classes.FILES_NAMED else "")
+            parts.append(f"class '{name}' is in the {split} split but not in train ({shown})")
+    return (
+        "data gate: " + "; ".join(parts) + ". Add training images of it (more files in its folder), "
+        "or remove its folder; nothing was trained or pushed."
+    )
+
+
 @component
 def DataGate(
     anomalies: InputArtifact[standard_artifacts.ExampleAnomalies],
+    statistics: InputArtifact[standard_artifacts.ExampleStatistics],
+    examples: InputArtifact[standard_artifacts.Examples],
     report: OutputArtifact[DataGateReport],
 ) -> None:
-    """Raise DataGateFailed listing every anomaly; otherwise record a clean report."""
+    """Raise DataGateFailed for anomalies or a class missing from train; otherwise record a clean report."""
     lines = read_anomalies(anomalies)
     with fileio.open(os.path.join(report.uri, REPORT_FILE), "w") as f:
         f.write("".join(line + "\n" for line in lines))
     report.set_int_custom_property("num_anomalies", len(lines))
+    counts = classes.class_counts(statistics)
+    report.set_string_custom_property(CLASS_COUNTS_PROPERTY, json.dumps(counts, sort_keys=True))
+    unseen = classes.unseen_in_train(counts)
+    if unseen:
+        raise DataGateFailed(unseen_class_message(examples, unseen))
     if lines:
         raise DataGateFailed(
             f"data gate: {len(lines)} anomal{'y' if len(lines) == 1 else 'ies'} against the schema; "
