@@ -72,6 +72,12 @@ class TrainerConfig(_Section):
     augment_flip: Literal["none", "horizontal", "vertical", "horizontal_and_vertical"] = Field(
         "none", description="Random flips (off by default: a flipped digit is another digit)."
     )
+    class_weight: Literal["none", "balanced"] = Field(
+        "none", description="'balanced' weighs each class by n / (classes * count): for imbalanced folders."
+    )
+    cache_budget_mb: float = Field(
+        1024, ge=0, description="Transformed examples up to this size are cached in memory; larger ones on disk."
+    )
 
 
 class EvaluatorConfig(_Section):
@@ -87,6 +93,9 @@ class EvaluatorConfig(_Section):
 class PusherConfig(_Section):
     model_name: str = Field("lenspipe", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
     serving_model_dir: Optional[str] = Field(None, description="Model base dir; unset = <work_dir>/serving.")
+    allow_class_change: bool = Field(
+        False, description="Push a model whose class list differs from the newest pushed version's (renumbers ids)."
+    )
 
 
 class RuntimeConfig(_Section):
@@ -98,6 +107,9 @@ class RuntimeConfig(_Section):
     )
     beam_workers: int = Field(1, ge=1, le=256)
     seed: int = Field(42, ge=0, description="Seeds Python, NumPy, TF and KerasTuner; recorded with the model.")
+    deterministic: bool = Field(
+        True, description="TF op determinism: the same data, config and seed give the same weights and metrics."
+    )
 
 
 class LenspipeConfig(_Section):

@@ -41,6 +41,10 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, help="Trainer epochs (trainer.epochs).")
     p.add_argument("--min-accuracy", type=float, help="Accuracy needed to bless (evaluator.min_accuracy).")
     p.add_argument("--seed", type=int, help="Seed for splits-independent randomness (runtime.seed).")
+    p.add_argument(
+        "--allow-class-change", action="store_true",
+        help="Push even if the class list differs from the newest pushed version's (pusher.allow_class_change).",
+    )
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, str]:
@@ -66,6 +70,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, str]:
     out.update({k: v for k, v in shortcuts.items() if v is not None})
     if args.no_cache:
         out["runtime.enable_cache"] = False
+    if args.allow_class_change:
+        out["pusher.allow_class_change"] = True
     return out
 
 

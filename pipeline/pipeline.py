@@ -163,6 +163,7 @@ def create_pipeline(
         "tuner": cfg.tuner.model_dump(),
         "image": cfg.image.model_dump(),
         "seed": cfg.runtime.seed,
+        "deterministic": cfg.runtime.deterministic,
         "code_version": code_version,
     }
     # The Tuner searches and the Trainer trains on the same inputs and config.
@@ -207,6 +208,7 @@ def create_pipeline(
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)
         ),
+        custom_config={"allow_class_change": cfg.pusher.allow_class_change},
     )
     components += [trainer, baseline_resolver, evaluator, pusher]
     return tfx.dsl.Pipeline(

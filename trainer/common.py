@@ -1,68 +1,95 @@
-"""What the Tuner's tuner_fn and the Trainer's run_fn share: seeds, shapes, datasets."""
+"""What the Tuner's tuner_fn and the Trainer's run_fn share: config, seeds, shapes, datasets."""
 
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Optional
 
 import keras
 import tensorflow as tf
 import tensorflow_transform as tft
+from pydantic import ValidationError
 
+from lenspipe.config import ImageConfig, TrainerConfig, TunerConfig
 from trainer import data, signatures
 
 log = logging.getLogger("lenspipe.trainer")
 
 
-def set_seeds(seed: int) -> None:
-    """Seed Python, NumPy, TF and Keras (keras.utils.set_random_seed covers all four)."""
+def set_seeds(seed: int, deterministic: bool = True) -> None:
+    """Seed Python, NumPy, TF and Keras; with ``deterministic``, also make TF's ops deterministic.
+
+    Op determinism picks deterministic kernels (and raises on ops that have none), so the
+    same seed gives the same weights: without it, multi-threaded reductions sum in varying order.
+    """
     keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
 
 
 @dataclass(frozen=True)
 class TrainingSetup:
     """Everything derived from fn_args that both the tuner and the trainer need."""
 
-    trainer_cfg: Mapping[str, Any]
-    tuner_cfg: Mapping[str, Any]
+    trainer_cfg: TrainerConfig
+    tuner_cfg: TunerConfig
     seed: int
     input_shape: tuple[int, int, int]
     class_names: list[str]
     tft_output: tft.TFTransformOutput
+    cache_dir: Optional[str]
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
 
     def datasets(self, train_files, eval_files, *, steps_per_epoch) -> tuple[tf.data.Dataset, tf.data.Dataset]:
-        batch = int(self.trainer_cfg["batch_size"])
+        """(train, eval) datasets; the transform graph runs once per run, then the cache serves."""
+        batch = self.trainer_cfg.batch_size
+        budget = self.trainer_cfg.cache_budget_mb
         train = data.make_dataset(
-            train_files, self.tft_output, batch, shuffle=True, seed=self.seed, repeat=steps_per_epoch is not None
+            train_files, self.tft_output, batch, shuffle=True, seed=self.seed, repeat=steps_per_epoch is not None,
+            cache_budget_mb=budget, cache_dir=self.cache_dir,
         )
-        evaluation = data.make_dataset(eval_files, self.tft_output, batch, shuffle=False, seed=self.seed)
+        evaluation = data.make_dataset(
+            eval_files, self.tft_output, batch, shuffle=False, seed=self.seed,
+            cache_budget_mb=budget, cache_dir=self.cache_dir,
+        )
         return train, evaluation
 
 
 def setup(fn_args: Any) -> TrainingSetup:
-    """Read custom_config and the transform output; seed everything."""
+    """Validate custom_config with the typed config sections, read the transform output, seed everything.
+
+    Raises ValueError naming the field when custom_config does not match the config models
+    (e.g. a pipeline compiled by another lenspipe version).
+    """
     cfg = fn_args.custom_config or {}
     missing = {"trainer", "tuner", "image", "seed"} - set(cfg)
     if missing:
         raise ValueError(f"Trainer/Tuner custom_config lacks {sorted(missing)}; build the pipeline with create_pipeline()")
+    try:
+        trainer_cfg = TrainerConfig.model_validate(cfg["trainer"])
+        tuner_cfg = TunerConfig.model_validate(cfg["tuner"])
+        image = ImageConfig.model_validate(cfg["image"])
+    except ValidationError as e:
+        raise ValueError(f"Trainer/Tuner custom_config does not match lenspipe's config: {e}") from None
     seed = int(cfg["seed"])
-    set_seeds(seed)
-    image = cfg["image"]
+    set_seeds(seed, bool(cfg.get("deterministic", True)))
     tft_output = tft.TFTransformOutput(fn_args.transform_graph_path)
     names = signatures.class_names(tft_output)
     if len(names) < 2:
         raise ValueError(f"need at least 2 classes to train, the label vocabulary has {names}")
     log.info("classes: %d (%s)", len(names), ", ".join(names[:20]))
+    working_dir = getattr(fn_args, "working_dir", None) or getattr(fn_args, "model_run_dir", None)
     return TrainingSetup(
-        trainer_cfg=cfg["trainer"],
-        tuner_cfg=cfg["tuner"],
+        trainer_cfg=trainer_cfg,
+        tuner_cfg=tuner_cfg,
         seed=seed,
-        input_shape=(int(image["height"]), int(image["width"]), int(image["channels"])),
+        input_shape=(image.height, image.width, image.channels),
         class_names=names,
         tft_output=tft_output,
+        cache_dir=os.path.join(working_dir, "transformed-cache") if working_dir else None,
     )

@@ -7,29 +7,31 @@ configured value as its default, so a model built from a fresh
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any
 
 import keras_tuner
 
+from lenspipe.config import TrainerConfig
 
-def search_space(trainer_cfg: Mapping[str, Any]) -> keras_tuner.HyperParameters:
+
+def search_space(trainer_cfg: TrainerConfig) -> keras_tuner.HyperParameters:
     """HyperParameters with the tunable knobs, defaults taken from the trainer config."""
     hp = keras_tuner.HyperParameters()
     declare(hp, trainer_cfg)
     return hp
 
 
-def declare(hp: keras_tuner.HyperParameters, trainer_cfg: Mapping[str, Any]) -> dict[str, Any]:
+def declare(hp: keras_tuner.HyperParameters, trainer_cfg: TrainerConfig) -> dict[str, Any]:
     """Declare (or read back) every tunable value on ``hp``; returns name -> value."""
-    blocks = int(trainer_cfg["conv_blocks"])
-    filters = int(trainer_cfg["base_filters"])
-    dense = int(trainer_cfg["dense_units"])
+    blocks = trainer_cfg.conv_blocks
+    filters = trainer_cfg.base_filters
+    dense = trainer_cfg.dense_units
     return {
         "conv_blocks": hp.Int("conv_blocks", 1, max(4, blocks), default=blocks),
         "base_filters": hp.Choice("base_filters", sorted({16, 32, 64, filters}), default=filters),
         "dense_units": hp.Choice("dense_units", sorted({64, 128, 256, dense}), default=dense),
-        "dropout": hp.Float("dropout", 0.0, 0.6, step=0.1, default=round(float(trainer_cfg["dropout"]), 1)),
+        "dropout": hp.Float("dropout", 0.0, 0.6, step=0.1, default=round(trainer_cfg.dropout, 1)),
         "learning_rate": hp.Float(
-            "learning_rate", 1e-4, 1e-2, sampling="log", default=float(trainer_cfg["learning_rate"])
+            "learning_rate", 1e-4, 1e-2, sampling="log", default=trainer_cfg.learning_rate
         ),
     }

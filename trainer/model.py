@@ -7,7 +7,9 @@ means depends on import order (TFX-1.16-NOTES).
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any
+
+from lenspipe.config import TrainerConfig
 
 import keras
 import keras_tuner
@@ -17,18 +19,18 @@ from trainer import hparams as hparams_lib
 CLASSIFIER_NAME = "classifier"
 
 
-def augmentation(trainer_cfg: Mapping[str, Any], seed: int) -> keras.Sequential:
+def augmentation(trainer_cfg: TrainerConfig, seed: int) -> keras.Sequential:
     """Random geometric augmentation; Keras runs these layers only when training=True."""
     layers: list[keras.layers.Layer] = []
-    if trainer_cfg["augment_flip"] != "none":
-        layers.append(keras.layers.RandomFlip(trainer_cfg["augment_flip"], seed=seed))
-    if trainer_cfg["augment_rotation"] > 0:
-        layers.append(keras.layers.RandomRotation(trainer_cfg["augment_rotation"], fill_mode="constant", seed=seed + 1))
-    if trainer_cfg["augment_translation"] > 0:
-        t = trainer_cfg["augment_translation"]
+    if trainer_cfg.augment_flip != "none":
+        layers.append(keras.layers.RandomFlip(trainer_cfg.augment_flip, seed=seed))
+    if trainer_cfg.augment_rotation > 0:
+        layers.append(keras.layers.RandomRotation(trainer_cfg.augment_rotation, fill_mode="constant", seed=seed + 1))
+    if trainer_cfg.augment_translation > 0:
+        t = trainer_cfg.augment_translation
         layers.append(keras.layers.RandomTranslation(t, t, fill_mode="constant", seed=seed + 2))
-    if trainer_cfg["augment_zoom"] > 0:
-        layers.append(keras.layers.RandomZoom(trainer_cfg["augment_zoom"], fill_mode="constant", seed=seed + 3))
+    if trainer_cfg.augment_zoom > 0:
+        layers.append(keras.layers.RandomZoom(trainer_cfg.augment_zoom, fill_mode="constant", seed=seed + 3))
     return keras.Sequential(layers, name="augment")
 
 
@@ -37,7 +39,7 @@ def build_model(
     *,
     input_shape: tuple[int, int, int],
     num_classes: int,
-    trainer_cfg: Mapping[str, Any],
+    trainer_cfg: TrainerConfig,
     seed: int,
 ) -> keras.Model:
     """A compiled CNN for standardised images of ``input_shape`` and ``num_classes`` classes.

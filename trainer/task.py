@@ -10,7 +10,7 @@ from typing import Any
 import keras
 import keras_tuner
 
-from trainer import common, hparams, model, signatures
+from trainer import common, data, hparams, model, signatures
 
 log = logging.getLogger("lenspipe.trainer")
 
@@ -22,6 +22,12 @@ def hyperparameters(fn_args: Any, trainer_cfg) -> keras_tuner.HyperParameters:
     return hparams.search_space(trainer_cfg)
 
 
+def balanced_class_weights(counts: list[int]) -> dict[int, float]:
+    """n / (classes * count) per class id (scikit-learn's 'balanced'); a class with no images gets 0."""
+    total, k = sum(counts), len(counts)
+    return {i: (total / (k * c) if c else 0.0) for i, c in enumerate(counts)}
+
+
 def run_fn(fn_args: Any) -> None:
     """Train, evaluate on the eval split, export signatures to fn_args.serving_model_dir."""
     s = common.setup(fn_args)
@@ -29,11 +35,14 @@ def run_fn(fn_args: Any) -> None:
     net = model.build_model(
         hp, input_shape=s.input_shape, num_classes=s.num_classes, trainer_cfg=s.trainer_cfg, seed=s.seed
     )
-    steps = s.trainer_cfg.get("steps_per_epoch")
+    steps = s.trainer_cfg.steps_per_epoch
     train, evaluation = s.datasets(fn_args.train_files, fn_args.eval_files, steps_per_epoch=steps)
+    counts = data.class_counts(train.take(steps) if steps else train, s.num_classes)
+    log.info("train images per class: %s", dict(zip(s.class_names, counts)))
+    class_weight = balanced_class_weights(counts) if s.trainer_cfg.class_weight == "balanced" else None
     callbacks = [
         keras.callbacks.EarlyStopping(
-            "val_loss", patience=int(s.trainer_cfg["early_stopping_patience"]), restore_best_weights=True
+            "val_loss", patience=s.trainer_cfg.early_stopping_patience, restore_best_weights=True
         ),
         # Anneal when validation stalls: a tuned learning rate is often too high to finish on.
         keras.callbacks.ReduceLROnPlateau("val_loss", factor=0.3, patience=2, min_lr=1e-5),
@@ -43,9 +52,10 @@ def run_fn(fn_args: Any) -> None:
     history = net.fit(
         train,
         validation_data=evaluation,
-        epochs=int(s.trainer_cfg["epochs"]),
+        epochs=s.trainer_cfg.epochs,
         steps_per_epoch=steps,
         callbacks=callbacks,
+        class_weight=class_weight,
         verbose=2,
     )
     eval_loss, eval_accuracy = net.evaluate(evaluation, verbose=0)
@@ -61,8 +71,11 @@ def run_fn(fn_args: Any) -> None:
             "seed": s.seed,
             "hyperparameters": hp.values,
             "class_names": s.class_names,
+            "train_class_counts": dict(zip(s.class_names, counts)),
+            "class_weight": s.trainer_cfg.class_weight,
             "input_shape": list(s.input_shape),
             "epochs_run": len(history.history["loss"]),
+            "history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
             "eval_accuracy": float(eval_accuracy),
             "eval_loss": float(eval_loss),
         },

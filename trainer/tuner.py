@@ -25,23 +25,23 @@ def tuner_fn(fn_args: Any) -> TunerFnResult:
     oracle_kwargs = dict(
         hypermodel=build,
         objective=keras_tuner.Objective("val_accuracy", "max"),
-        max_trials=int(s.tuner_cfg["max_trials"]),
+        max_trials=s.tuner_cfg.max_trials,
         hyperparameters=hparams.search_space(s.trainer_cfg),
         seed=s.seed,
         directory=fn_args.working_dir,
         project_name="lenspipe_tuning",
         overwrite=True,
     )
-    if s.tuner_cfg["algorithm"] == "bayesian":
+    if s.tuner_cfg.algorithm == "bayesian":
         tuner = keras_tuner.BayesianOptimization(**oracle_kwargs)
     else:
         tuner = keras_tuner.RandomSearch(**oracle_kwargs)
-    steps = s.tuner_cfg.get("steps_per_epoch")
+    steps = s.tuner_cfg.steps_per_epoch
     train, evaluation = s.datasets(fn_args.train_files, fn_args.eval_files, steps_per_epoch=steps)
     fit_kwargs = dict(
         x=train,
         validation_data=evaluation,
-        epochs=int(s.tuner_cfg["epochs"]),
+        epochs=s.tuner_cfg.epochs,
         steps_per_epoch=steps,
         callbacks=[keras.callbacks.EarlyStopping("val_loss", patience=2)],
         verbose=2,

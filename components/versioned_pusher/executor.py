@@ -4,10 +4,16 @@ TFX's own Pusher names versions int(time.time()) (two pushes in one second
 collide) and copies in place, so a server polling the base path can see a
 half-written version. Here the copy lands in ``<version>.tmp-<random>`` (not an
 integer, so TF Serving ignores it) and is renamed when complete.
+
+Clients store class ids, so a candidate whose class list differs from the newest
+pushed version's is a breaking change: it is not pushed unless custom_config
+``allow_class_change`` is true, and the PushedModel artifact records the classes
+added and removed either way.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -20,10 +26,16 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 
+from lenspipe import features
+
 log = logging.getLogger("lenspipe.pusher")
 
 _VERSION = re.compile(r"^[0-9]+$")
 _MAX_RENAME_RACES = 5
+ALLOW_CLASS_CHANGE_KEY = "allow_class_change"  # custom_config
+CLASSES_ADDED_PROPERTY = "classes_added"  # JSON lists on the PushedModel artifact
+CLASSES_REMOVED_PROPERTY = "classes_removed"
+NOT_PUSHED_REASON_PROPERTY = "not_pushed_reason"
 
 
 def existing_versions(base_dir: str) -> list[int]:
@@ -63,6 +75,27 @@ def push_model(model_path: str, base_dir: str) -> tuple[str, int]:
             fileio.rmtree(tmp)
 
 
+def class_names(model_dir: str) -> list[str] | None:
+    """The class names the trainer recorded beside a SavedModel, or None if it has no metadata file."""
+    path = os.path.join(model_dir, features.MODEL_METADATA_FILE)
+    if not fileio.exists(path):
+        return None
+    with fileio.open(path, "r") as f:
+        return list(json.load(f).get("class_names", []))
+
+
+def class_change(model_path: str, base_dir: str) -> tuple[list[str], list[str]]:
+    """(classes added, classes removed) of the candidate against the newest version under ``base_dir``."""
+    versions = existing_versions(base_dir)
+    if not versions:
+        return [], []
+    previous = class_names(os.path.join(base_dir, str(versions[-1])))
+    candidate = class_names(model_path)
+    if previous is None or candidate is None:
+        return [], []
+    return sorted(set(candidate) - set(previous)), sorted(set(previous) - set(candidate))
+
+
 class Executor(tfx_pusher_executor.Executor):
     """Pushes a blessed model to a filesystem destination with integer versions."""
 
@@ -71,6 +104,7 @@ class Executor(tfx_pusher_executor.Executor):
         model_push = artifact_utils.get_single_instance(output_dict[standard_component_specs.PUSHED_MODEL_KEY])
         if not self.CheckBlessing(input_dict):
             log.info("model not blessed: nothing pushed")
+            model_push.set_string_custom_property(NOT_PUSHED_REASON_PROPERTY, "model not blessed")
             self._MarkNotPushed(model_push)
             return
         destination = pusher_pb2.PushDestination()
@@ -78,7 +112,21 @@ class Executor(tfx_pusher_executor.Executor):
         if destination.WhichOneof("destination") != "filesystem":
             raise ValueError("VersionedPusher pushes to push_destination.filesystem only")
         model_path = self.GetModelPath(input_dict)
-        serving_path, version = push_model(model_path, destination.filesystem.base_directory)
+        base_dir = destination.filesystem.base_directory
+        custom_config = json.loads(exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY) or "null") or {}
+        added, removed = class_change(model_path, base_dir)
+        model_push.set_json_value_custom_property(CLASSES_ADDED_PROPERTY, added)
+        model_push.set_json_value_custom_property(CLASSES_REMOVED_PROPERTY, removed)
+        if (added or removed) and not custom_config.get(ALLOW_CLASS_CHANGE_KEY, False):
+            reason = (
+                f"the class list changed (added: {', '.join(added) or 'none'}; removed: {', '.join(removed) or 'none'}), "
+                "which renumbers class ids clients may store; re-run with --allow-class-change to push it"
+            )
+            log.warning("not pushed: %s", reason)
+            model_push.set_string_custom_property(NOT_PUSHED_REASON_PROPERTY, reason)
+            self._MarkNotPushed(model_push)
+            return
+        serving_path, version = push_model(model_path, base_dir)
         log.info("pushed version %d to %s", version, serving_path)
         io_utils.copy_dir(model_path, model_push.uri)  # the archive copy TFX's Pusher keeps
         self._MarkPushed(model_push, pushed_destination=serving_path, pushed_version=str(version))

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import threading
+import uuid
 
-from components.versioned_pusher.executor import existing_versions, push_model
+from tfx.proto import pusher_pb2
+from tfx.types import standard_artifacts
+from tfx.utils import proto_utils
+
+from components.versioned_pusher.executor import Executor, existing_versions, push_model
 
 
 def fake_model(root):
@@ -45,3 +51,60 @@ def test_concurrent_pushes_get_distinct_versions(tmp_path):
     assert sorted(v for _, v in results) == [1, 2, 3, 4]
     for version in range(1, 5):
         assert (base / str(version) / "saved_model.pb").is_file()
+
+
+def _model_with_classes(root, classes):
+    fake_model(root / "Format-Serving")
+    meta = root / "Format-Serving" / "assets.extra" / "lenspipe.json"
+    meta.parent.mkdir(parents=True)
+    meta.write_text(json.dumps({"class_names": classes}))
+    model = standard_artifacts.Model()
+    model.uri = str(root)
+    return model
+
+
+def _push(tmp_path, model, base, allow=False):
+    """Run the executor on a blessed model; returns the PushedModel artifact."""
+    blessing = standard_artifacts.ModelBlessing()
+    blessing.uri = str(tmp_path / "blessing")
+    blessing.set_int_custom_property("blessed", 1)
+    pushed = standard_artifacts.PushedModel()
+    pushed.uri = str(tmp_path / f"pushed-{uuid.uuid4().hex}")
+    destination = pusher_pb2.PushDestination(filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=str(base)))
+    Executor().Do(
+        {"model": [model], "model_blessing": [blessing]},
+        {"pushed_model": [pushed]},
+        {"push_destination": proto_utils.proto_to_json(destination), "custom_config": json.dumps({"allow_class_change": allow})},
+    )
+    return pushed
+
+
+def _tree(root):
+    return sorted((str(p.relative_to(root)), p.read_bytes() if p.is_file() else b"") for p in root.rglob("*"))
+
+
+def test_a_changed_class_list_is_not_pushed_unless_allowed(tmp_path):
+    base = tmp_path / "serving" / "m"
+    first = _push(tmp_path, _model_with_classes(tmp_path / "a", ["cat", "dog"]), base)
+    assert first.get_int_custom_property("pushed") == 1
+    before = _tree(base)
+
+    changed = _model_with_classes(tmp_path / "b", ["cat", "dog", "owl"])
+    refused = _push(tmp_path, changed, base)
+    assert refused.get_int_custom_property("pushed") == 0
+    assert refused.get_json_value_custom_property("classes_added") == ["owl"]
+    assert refused.get_json_value_custom_property("classes_removed") == []
+    assert "--allow-class-change" in refused.get_string_custom_property("not_pushed_reason")
+    assert _tree(base) == before  # the serving directory is byte-for-byte unchanged
+
+    allowed = _push(tmp_path, changed, base, allow=True)
+    assert allowed.get_int_custom_property("pushed") == 1
+    assert existing_versions(str(base)) == [1, 2]
+
+
+def test_the_same_class_list_pushes_without_a_flag(tmp_path):
+    base = tmp_path / "m"
+    _push(tmp_path, _model_with_classes(tmp_path / "a", ["cat", "dog"]), base)
+    again = _push(tmp_path, _model_with_classes(tmp_path / "b", ["cat", "dog"]), base)
+    assert again.get_int_custom_property("pushed") == 1
+    assert again.get_json_value_custom_property("classes_added") == []

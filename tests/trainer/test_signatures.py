@@ -9,12 +9,10 @@ import pytest
 import tensorflow as tf
 
 from lenspipe import features
+from lenspipe.config import TrainerConfig
 from trainer import data, hparams, model, signatures
 
-TRAINER_CFG = {
-    "conv_blocks": 2, "base_filters": 8, "dense_units": 16, "dropout": 0.2, "learning_rate": 1e-3,
-    "augment_rotation": 0.05, "augment_translation": 0.1, "augment_zoom": 0.1, "augment_flip": "none",
-}
+TRAINER_CFG = TrainerConfig(conv_blocks=2, base_filters=8, dense_units=16, dropout=0.2, learning_rate=1e-3)
 
 
 @pytest.fixture(scope="module")
