@@ -7,7 +7,7 @@ It takes every path, threshold and module reference as an argument and returns a
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import tensorflow_model_analysis as tfma
 from tensorflow_data_validation.statistics import stats_options as tfdv_options
@@ -116,23 +116,26 @@ def create_pipeline(
     serving_model_dir: str,
     metadata_connection_config: Any = None,
     beam_pipeline_args: Optional[Sequence[str]] = None,
-    code_version: str = "",
+    code_versions: Optional[Mapping[str, str]] = None,
     baseline: str = "previous",
 ) -> tfx.dsl.Pipeline:
     """Build the lenspipe pipeline.
 
     ``data_root`` holds the images (or TFRecords); ``serving_model_dir`` is the model
-    base path the Pusher writes versions into. ``code_version`` (a hash of the
-    transform and trainer sources) goes into the custom configs so that a code
-    change invalidates the cache even though the code is referenced by dotted path.
+    base path the Pusher writes versions into. ``code_versions`` maps a step
+    (pipeline/code_hash.py SOURCES) to the hash of the code it runs; each hash goes
+    into that step's properties, so a code change invalidates exactly the cache of
+    the steps that run it even though the code is referenced by dotted path.
     ``baseline`` = "previous" (skip the candidate; local and Airflow) or "latest"
     (TFX's LatestBlessedModelStrategy, the one Kubeflow V2 compiles).
     """
+    code = dict(code_versions or {})
     example_gen = ImageExampleGen(
         input_base=data_root,
         input_config=make_input_config(cfg.data.span_pattern, cfg.data.format),
         output_config=make_output_config(cfg.data.split_train, cfg.data.split_eval, cfg.data.split_test),
         input_format=cfg.data.format,
+        code_version=code.get("example_gen", ""),
     )
     examples = example_gen.outputs["examples"]
     statistics_gen = tfx.components.StatisticsGen(examples=examples, stats_options=stats_options())
@@ -146,6 +149,7 @@ def create_pipeline(
         anomalies=example_validator.outputs["anomalies"],
         statistics=statistics_gen.outputs["statistics"],
         examples=examples,
+        code_version=code.get("data_gate", ""),
     )
 
     transform = tfx.components.Transform(
@@ -154,7 +158,7 @@ def create_pipeline(
         preprocessing_fn=PREPROCESSING_FN,
         materialize=False,
         disable_statistics=True,
-        custom_config={"image": cfg.image.model_dump(), "code_version": code_version},
+        custom_config={"image": cfg.image.model_dump(), "code_version": code.get("transform", "")},
     )
     transform.add_upstream_node(data_gate)  # nothing is transformed, trained or pushed past a failed gate
 
@@ -164,7 +168,7 @@ def create_pipeline(
         "image": cfg.image.model_dump(),
         "seed": cfg.runtime.seed,
         "deterministic": cfg.runtime.deterministic,
-        "code_version": code_version,
+        "code_version": code.get("trainer", ""),
     }
     # The Tuner searches and the Trainer trains on the same inputs and config.
     training_inputs = dict(
@@ -208,7 +212,7 @@ def create_pipeline(
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)
         ),
-        custom_config={"allow_class_change": cfg.pusher.allow_class_change},
+        custom_config={"allow_class_change": cfg.pusher.allow_class_change, "code_version": code.get("pusher", "")},
     )
     components += [trainer, baseline_resolver, evaluator, pusher]
     return tfx.dsl.Pipeline(

@@ -13,7 +13,7 @@ import os
 
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 from tfx import types
-from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact
+from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
 from tfx.dsl.component.experimental.decorators import component
 from tfx.dsl.io import fileio
 from tfx.types import artifact_utils, standard_artifacts
@@ -74,8 +74,13 @@ def DataGate(
     statistics: InputArtifact[standard_artifacts.ExampleStatistics],
     examples: InputArtifact[standard_artifacts.Examples],
     report: OutputArtifact[DataGateReport],
+    code_version: Parameter[str] = "",
 ) -> None:
-    """Raise DataGateFailed for anomalies or a class missing from train; otherwise record a clean report."""
+    """Raise DataGateFailed for anomalies or a class missing from train; otherwise record a clean report.
+
+    ``code_version`` (the hash of this component's sources) only keys the cache.
+    """
+    del code_version
     lines = read_anomalies(anomalies)
     with fileio.open(os.path.join(report.uri, REPORT_FILE), "w") as f:
         f.write("".join(line + "\n" for line in lines))

@@ -25,6 +25,7 @@ INPUT_FORMATS = ("images", "tfrecord")
 INPUT_FORMAT_KEY = executor.INPUT_FORMAT_KEY
 EXAMPLES_KEY = standard_component_specs.EXAMPLES_KEY  # "examples"
 REJECTED_KEY = executor.REJECTED_KEY  # "rejected"
+CODE_VERSION_KEY = "code_version"
 SPLIT_NAMES = ("train", "eval", "test")
 
 # File patterns relative to the input base (or to the span folder).
@@ -48,6 +49,8 @@ class ImageExampleGenSpec(types.ComponentSpec):
     PARAMETERS = {
         **standard_component_specs.FileBasedExampleGenSpec.PARAMETERS,
         INPUT_FORMAT_KEY: ExecutionParameter(type=str),
+        # Hash of this component's sources (pipeline/code_hash.py): in the cache key, unused by the executor.
+        CODE_VERSION_KEY: ExecutionParameter(type=str, optional=True),
     }
     INPUTS = {}
     OUTPUTS = {
@@ -107,6 +110,8 @@ class ImageExampleGen(FileBasedExampleGen):
       input_format: ``"images"`` (``<root>/<class>/<file>``) or ``"tfrecord"`` (tf.Examples with
         at least IMAGE_KEY and LABEL_NAME_KEY), passed to the executor as the ``input_format``
         execution parameter.
+      code_version: hash of the sources the executor runs, so that editing them
+        invalidates the cache (TFX does not hash executor code).
 
     Outputs: ``examples`` (Examples, gzipped TFRecords of tf.Example with every raw key of
     lenspipe/features.py) and ``rejected`` (RejectedFiles). Raises ValueError for an unknown
@@ -124,6 +129,7 @@ class ImageExampleGen(FileBasedExampleGen):
         output_config: Optional[Union[example_gen_pb2.Output, data_types.RuntimeParameter]] = None,
         range_config: Optional[Union[range_config_pb2.RangeConfig, data_types.RuntimeParameter]] = None,
         input_format: str = "images",
+        code_version: str = "",
     ):
         _check_input_format(input_format)
         spec = ImageExampleGenSpec(
@@ -134,6 +140,7 @@ class ImageExampleGen(FileBasedExampleGen):
             output_data_format=example_gen_pb2.FORMAT_TF_EXAMPLE,
             output_file_format=example_gen_pb2.FORMAT_TFRECORDS_GZIP,
             input_format=input_format,
+            code_version=code_version,
             examples=types.Channel(type=standard_artifacts.Examples),
             rejected=types.Channel(type=RejectedFiles),
         )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import sys
 import time
@@ -30,25 +29,6 @@ class LocalPaths:
             metadata_path=work / "metadata" / f"{cfg.runtime.pipeline_name}.sqlite",
             serving_model_dir=cfg.serving_model_path / cfg.pusher.model_name,
         )
-
-
-def code_version() -> str:
-    """Hash of the code Transform, Tuner and Trainer run: transform/, trainer/ and the
-    feature keys they import. It is referenced by dotted path, which TFX's cache key
-    does not cover."""
-    import trainer
-    import transform
-    from lenspipe import features
-
-    root = Path(features.__file__).parents[1]
-    sources = [Path(features.__file__)]
-    for package in (transform, trainer):
-        sources += Path(package.__file__).parent.rglob("*.py")
-    digest = hashlib.sha256()
-    for path in sorted(sources):
-        digest.update(path.relative_to(root).as_posix().encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
 
 
 class _ProgressHandler(logging.Handler):
@@ -120,6 +100,7 @@ def run(
     from ml_metadata.proto import metadata_store_pb2
     from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
 
+    from pipeline import code_hash
     from pipeline.pipeline import create_pipeline
 
     paths = LocalPaths.from_config(cfg)
@@ -139,7 +120,7 @@ def run(
         serving_model_dir=str(paths.serving_model_dir),
         metadata_connection_config=connection,
         beam_pipeline_args=beam_args,
-        code_version=code_version(),
+        code_versions=code_hash.code_versions(),
     )
     with _logs_to_file(log_file, _ProgressHandler(total=len(pipeline.components), stream=stream)):
         BeamDagRunner().run(pipeline)

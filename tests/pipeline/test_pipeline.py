@@ -65,11 +65,3 @@ def test_class_recall_gate_only_when_asked():
     accuracy = next(m for spec in eval_config(cfg).metrics_specs for m in spec.metrics if m.class_name == "SparseCategoricalAccuracy")
     by_label = [t for t in accuracy.per_slice_thresholds if list(t.slicing_specs) == [tfma.SlicingSpec(feature_keys=[features.LABEL_NAME_KEY])]]
     assert len(by_label) == 1 and by_label[0].threshold.value_threshold.lower_bound.value == 0.8
-
-
-def test_code_version_reaches_transform_and_trainer_configs():
-    cfg = load_config()
-    p = create_pipeline(cfg, data_root="/d", pipeline_root="/r", serving_model_dir="/s", code_version="abc123")
-    nodes = by_id(p)
-    for node in ("Transform", "Trainer", "Tuner"):
-        assert "abc123" in nodes[node].exec_properties["custom_config"]
