@@ -88,6 +88,16 @@ class EvaluatorConfig(_Section):
     min_class_recall: Optional[float] = Field(
         None, ge=0.0, le=1.0, description="If set, every class's recall must reach it (checked per label slice)."
     )
+    beat_baseline: bool = Field(
+        False, description="Do not bless a CNN less accurate on the test split than the classical baseline."
+    )
+
+
+class ClassicalConfig(_Section):
+    enabled: bool = Field(True, description="Fit a classical baseline on the same split; shown beside the CNN.")
+    method: Literal["svm", "logistic"] = Field("svm", description="RBF SVM (gamma, C by 3-fold CV) or logistic regression.")
+    image_size: int = Field(8, ge=2, le=64, description="Images are downscaled to this square, greyscale.")
+    max_train_images: int = Field(5000, ge=10, description="Cap on train images (an SVM costs n^2).")
 
 
 class PusherConfig(_Section):
@@ -118,6 +128,7 @@ class LenspipeConfig(_Section):
     tuner: TunerConfig = TunerConfig()
     trainer: TrainerConfig = TrainerConfig()
     evaluator: EvaluatorConfig = EvaluatorConfig()
+    classical: ClassicalConfig = ClassicalConfig()
     pusher: PusherConfig = PusherConfig()
     runtime: RuntimeConfig = RuntimeConfig()
 
@@ -125,6 +136,8 @@ class LenspipeConfig(_Section):
     def _check_cross_fields(self) -> "LenspipeConfig":
         if self.data.span_pattern is not None and "{SPAN}" not in self.data.span_pattern:
             raise ValueError("data.span_pattern must contain {SPAN}, e.g. 'span-{SPAN}'")
+        if self.evaluator.beat_baseline and not self.classical.enabled:
+            raise ValueError("evaluator.beat_baseline needs classical.enabled=true (the baseline to beat)")
         if self.data.format == "tfrecord" and self.data.root is None:
             raise ValueError("data.format=tfrecord needs data.root (a folder of TFRecord files)")
         return self

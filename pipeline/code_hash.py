@@ -24,6 +24,8 @@ SOURCES: Mapping[str, tuple[str, ...]] = {
     "transform": ("transform", "lenspipe"),
     "trainer": ("trainer", "lenspipe"),  # Tuner and Trainer run the same code
     "pusher": ("components/versioned_pusher", "lenspipe"),
+    "classical_baseline": ("components/classical_baseline", "lenspipe"),
+    "evaluator": ("components/evaluator", "lenspipe"),
 }
 
 

@@ -15,7 +15,9 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 from tfx import v1 as tfx
 
 from components.baseline import CANDIDATE_KEY, MODEL_BLESSING_KEY, MODEL_KEY, PreviousBlessedModelStrategy
+from components.classical_baseline import ClassicalBaseline
 from components.data_gate import DataGate
+from components.evaluator import Evaluator
 from components.image_example_gen.component import ImageExampleGen, make_input_config, make_output_config
 from components.versioned_pusher import VersionedPusher
 from lenspipe import features
@@ -198,13 +200,28 @@ def create_pipeline(
     else:
         raise ValueError(f"baseline must be 'previous' or 'latest', got {baseline!r}")
     baseline_resolver = tfx.dsl.Resolver(strategy_class=strategy, **baseline_channels).with_id("baseline_resolver")
-    evaluator = tfx.components.Evaluator(
+    classical = None
+    if cfg.classical.enabled:
+        classical = ClassicalBaseline(
+            examples=examples,
+            method=cfg.classical.method,
+            image_size=cfg.classical.image_size,
+            max_train_images=cfg.classical.max_train_images,
+            test_split=EVAL_SPLIT,
+            code_version=code.get("classical_baseline", ""),
+        )
+        classical.add_upstream_node(data_gate)
+        components.append(classical)
+    evaluator = Evaluator(
         examples=examples,
         model=trainer.outputs["model"],
         baseline_model=baseline_resolver.outputs[MODEL_KEY],
         schema=schema,
         eval_config=eval_config(cfg),
         example_splits=[EVAL_SPLIT],
+        classical_baseline=classical.outputs["result"] if classical else None,
+        beat_baseline=cfg.evaluator.beat_baseline,
+        code_version=code.get("evaluator", ""),
     )
     pusher = VersionedPusher(
         model=trainer.outputs["model"],

@@ -49,3 +49,5 @@ def test_each_hash_reaches_its_components_properties():
         assert '"hash-of-trainer"' in props[node]["custom_config"]
         assert "hash-of-transform" not in props[node]["custom_config"]
     assert "hash-of-pusher" in props["VersionedPusher"]["custom_config"]
+    assert props["ClassicalBaseline"]["code_version"] == "hash-of-classical_baseline"
+    assert props["Evaluator"]["code_version"] == "hash-of-evaluator"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import tensorflow_model_analysis as tfma
 
 from lenspipe import features
@@ -20,11 +21,21 @@ def by_id(pipeline):
 
 def test_every_stage_present_and_gate_precedes_transform():
     nodes = by_id(build())
-    assert list(nodes) == [
+    assert set(nodes) == {
         "ImageExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "DataGate", "Transform",
-        "Tuner", "Trainer", "baseline_resolver", "Evaluator", "VersionedPusher",
-    ]
+        "Tuner", "ClassicalBaseline", "Trainer", "baseline_resolver", "Evaluator", "VersionedPusher",
+    }
     assert "DataGate" in {n.id for n in nodes["Transform"].upstream_nodes}
+    assert "DataGate" in {n.id for n in nodes["ClassicalBaseline"].upstream_nodes}
+    assert nodes["Evaluator"].inputs["classical_baseline"].producer_component_id == "ClassicalBaseline"
+
+
+def test_classical_baseline_can_be_turned_off():
+    cfg = load_config(None, {"classical.enabled": "false"})
+    nodes = by_id(create_pipeline(cfg, data_root="/d", pipeline_root="/r", serving_model_dir="/s"))
+    assert "ClassicalBaseline" not in nodes and "classical_baseline" not in nodes["Evaluator"].inputs
+    with pytest.raises(Exception, match="beat_baseline needs classical.enabled"):
+        load_config(None, {"classical.enabled": "false", "evaluator.beat_baseline": "true"})
 
 
 def test_pusher_needs_the_blessing_and_evaluator_uses_held_out_split():
