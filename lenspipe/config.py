@@ -43,15 +43,20 @@ class DataConfig(_Section):
 
 
 class ImageConfig(_Section):
-    height: int = Field(32, ge=8, le=1024, description="Model input height in pixels.")
-    width: int = Field(32, ge=8, le=1024, description="Model input width in pixels.")
-    channels: Literal[1, 3] = Field(3, description="1 = greyscale, 3 = RGB; inputs are converted.")
+    height: int = Field(32, ge=8, le=1024, description="Model input height in pixels (16 for the embedded digits).")
+    width: int = Field(32, ge=8, le=1024, description="Model input width in pixels (16 for the embedded digits).")
+    channels: Literal[1, 3] = Field(3, description="1 = greyscale, 3 = RGB; inputs are converted (1 for the digits).")
+
+
+# The embedded digits are 8x8 greyscale scans: 16x16x1 keeps every detail at a quarter of
+# 32x32x3's compute. Applies only to image fields the user did not set.
+DIGITS_IMAGE = {"height": 16, "width": 16, "channels": 1}
 
 
 class TunerConfig(_Section):
     enabled: bool = Field(True, description="Run the KerasTuner search; off = trainer defaults below.")
     algorithm: Literal["random", "bayesian"] = Field("random", description="KerasTuner oracle.")
-    max_trials: int = Field(3, ge=1, le=500, description="Hyperparameter sets to try.")
+    max_trials: int = Field(4, ge=1, le=500, description="Hyperparameter sets to try.")
     epochs: int = Field(4, ge=1, le=1000, description="Epochs per trial.")
     steps_per_epoch: Optional[int] = Field(None, ge=1, description="Cap on batches per trial epoch.")
 
@@ -60,7 +65,7 @@ class TrainerConfig(_Section):
     epochs: int = Field(40, ge=1, le=10000, description="Maximum epochs (early stopping may end sooner).")
     steps_per_epoch: Optional[int] = Field(None, ge=1, description="Cap on batches per epoch; unset = one pass.")
     batch_size: int = Field(64, ge=1, le=4096)
-    early_stopping_patience: int = Field(8, ge=1, description="Epochs without val_loss improvement.")
+    early_stopping_patience: int = Field(6, ge=1, description="Epochs without val_loss improvement.")
     conv_blocks: int = Field(3, ge=1, le=6, description="Conv blocks (conv-BN-ReLU x2, pool).")
     base_filters: int = Field(32, ge=4, le=512, description="Filters of the first block; doubled per block.")
     dense_units: int = Field(128, ge=8, le=4096)
@@ -136,6 +141,10 @@ class LenspipeConfig(_Section):
     def _check_cross_fields(self) -> "LenspipeConfig":
         if self.data.span_pattern is not None and "{SPAN}" not in self.data.span_pattern:
             raise ValueError("data.span_pattern must contain {SPAN}, e.g. 'span-{SPAN}'")
+        if self.data.root is None:
+            for name, value in DIGITS_IMAGE.items():
+                if name not in self.image.model_fields_set:
+                    setattr(self.image, name, value)
         if self.evaluator.beat_baseline and not self.classical.enabled:
             raise ValueError("evaluator.beat_baseline needs classical.enabled=true (the baseline to beat)")
         if self.data.format == "tfrecord" and self.data.root is None:

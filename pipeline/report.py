@@ -45,6 +45,7 @@ class RunSummary:
     overall: Optional[SliceMetric] = None
     worst_slice: Optional[SliceMetric] = None
     slices: list[SliceMetric] = field(default_factory=list)
+    baseline_accuracy: Optional[float] = None  # the previous blessed model's overall accuracy, when compared
     per_class: dict[int, dict[str, float]] = field(default_factory=dict)  # class id -> precision/recall/support
     confusion: dict[tuple[int, int], float] = field(default_factory=dict)  # (actual, predicted) -> count
     blessed: Optional[bool] = None
@@ -52,7 +53,19 @@ class RunSummary:
     pushed: Optional[bool] = None
     pushed_path: str = ""
     pushed_version: str = ""
+    not_pushed_reason: str = ""
+    classes_added: list[str] = field(default_factory=list)
+    classes_removed: list[str] = field(default_factory=list)
+    class_counts: dict[str, dict[str, int]] = field(default_factory=dict)  # split -> class name -> images
+    empty_class_folders: list[str] = field(default_factory=list)
+    classical: dict[str, Any] = field(default_factory=dict)  # the ClassicalBaseline's result.json
     model_dir: str = ""  # the Trainer's exported SavedModel
+
+    @property
+    def macro_f1(self) -> Optional[float]:
+        """Mean F1 over the classes with test images (undefined F1 counts as 0, as scikit-learn does)."""
+        scores = [0.0 if math.isnan(v["f1"]) else v["f1"] for v in self.per_class.values() if v["support"]]
+        return sum(scores) / len(scores) if scores else None
 
     @property
     def executed(self) -> list[str]:
@@ -110,6 +123,22 @@ def _prop(artifact: metadata_store_pb2.Artifact, name: str) -> Any:
     return None
 
 
+def _json_prop(artifact: metadata_store_pb2.Artifact, name: str) -> Any:
+    """A custom property TFX stored as a JSON value (a protobuf Struct/ListValue), as plain Python."""
+    from google.protobuf import json_format
+
+    if name not in artifact.custom_properties:
+        return None
+    value = artifact.custom_properties[name]
+    if value.WhichOneof("value") == "proto_value":
+        return None
+    if value.HasField("struct_value"):
+        struct = json_format.MessageToDict(value.struct_value)
+        # TFX wraps a non-dict JSON value as {"__value__": ...}
+        return struct.get("__value__", struct)
+    return _prop(artifact, name)
+
+
 def _read_json(path: str) -> Any:
     try:
         with open(path) as f:
@@ -153,9 +182,11 @@ def _metrics(summary: RunSummary, evaluation_uri: str) -> None:
         acc, count = None, 0
         for kv in m.metric_keys_and_values:
             key = kv.key
+            value = kv.value.double_value.value
+            if key.model_name == "baseline" and not key.is_diff and key.name == "accuracy" and name == "overall":
+                summary.baseline_accuracy = value
             if key.model_name not in ("", "candidate") or key.is_diff:
                 continue
-            value = kv.value.double_value.value
             if key.name == "accuracy" and not key.HasField("sub_key"):
                 acc = value
             elif key.name == "example_count" and not key.HasField("sub_key"):
@@ -199,14 +230,24 @@ def _per_class(summary: RunSummary, evaluation_uri: str) -> None:
                 predicted[b] += n
             for c in sorted(actual.keys() | predicted.keys()):
                 tp = matrix.get((c, c), 0.0)
+                precision = tp / predicted[c] if predicted[c] else float("nan")
+                recall = tp / actual[c] if actual[c] else float("nan")
                 summary.per_class[c] = {
-                    "precision": tp / predicted[c] if predicted[c] else float("nan"),
-                    "recall": tp / actual[c] if actual[c] else float("nan"),
+                    "precision": precision,
+                    "recall": recall,
+                    "f1": f1_score(precision, recall),
                     "support": actual[c],
                 }
 
 
-def _blessing_reason(evaluation_uri: str) -> str:
+def f1_score(precision: float, recall: float) -> float:
+    """Harmonic mean of precision and recall; nan where either is undefined, 0 where both are 0."""
+    if math.isnan(precision) or math.isnan(recall):
+        return float("nan")
+    return 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+
+
+def _blessing_reason(evaluation_uri: str, summary: RunSummary) -> str:
     import tensorflow_model_analysis as tfma
 
     try:
@@ -219,9 +260,16 @@ def _blessing_reason(evaluation_uri: str) -> str:
     for per_slice in result.metric_validations_per_slice:
         for failure in per_slice.failures:
             slice_name = _slice_name(per_slice.slice_key)
-            reasons.append(f"{failure.metric_key.name}{' change' if failure.metric_key.is_diff else ''} "
-                           f"on {slice_name} = {failure.metric_value.double_value.value:.4f} "
-                           f"fails {_threshold_text(failure.metric_threshold)}")
+            value = failure.metric_value.double_value.value
+            if failure.metric_key.is_diff:
+                both = ""
+                if slice_name == "overall" and summary.overall and summary.baseline_accuracy is not None:
+                    both = f" (candidate {summary.overall.accuracy:.4f}, baseline {summary.baseline_accuracy:.4f})"
+                reasons.append(f"{failure.metric_key.name} change on {slice_name} = {value:+.4f}{both} "
+                               f"fails {_threshold_text(failure.metric_threshold)}")
+            else:
+                reasons.append(f"{failure.metric_key.name} on {slice_name} = {value:.4f} "
+                               f"fails {_threshold_text(failure.metric_threshold)}")
     return "; ".join(reasons) or "validation failed"
 
 
@@ -250,9 +298,18 @@ def read_run(metadata_path: str, run_id: str) -> RunSummary:
         summary.node_states[node] = state
         outputs = _outputs(store, execution.id)
         for artifact in outputs.get("rejected", []):
-            from components.image_example_gen.executor import read_rejected
+            from components.image_example_gen.executor import EMPTY_CLASS_FOLDERS_PROPERTY, read_rejected
 
             summary.rejected = read_rejected(artifact.uri)
+            summary.empty_class_folders = _json_prop(artifact, EMPTY_CLASS_FOLDERS_PROPERTY) or []
+        for artifact in outputs.get("report", []):
+            from components.data_gate.component import CLASS_COUNTS_PROPERTY
+
+            summary.class_counts = json.loads(_prop(artifact, CLASS_COUNTS_PROPERTY) or "{}")
+        for artifact in outputs.get("result", []):
+            from components.classical_baseline import read_result
+
+            summary.classical = read_result(artifact.uri)
         for artifact in outputs.get("statistics", []):
             summary.split_counts = _split_counts(artifact.uri)
         for artifact in outputs.get("anomalies", []):
@@ -272,15 +329,20 @@ def read_run(metadata_path: str, run_id: str) -> RunSummary:
                 summary.best_trial_score = rows[0].get("score")
         for artifact in outputs.get("evaluation", []):
             _metrics(summary, artifact.uri)
-            summary.blessing_reason = _blessing_reason(artifact.uri)
+            summary.blessing_reason = _blessing_reason(artifact.uri, summary)
         for artifact in outputs.get("blessing", []):
             summary.blessed = _prop(artifact, "blessed") == 1
+            if _prop(artifact, "not_blessed_reason"):
+                summary.blessing_reason = _prop(artifact, "not_blessed_reason")
         for artifact in outputs.get("model", []):
             summary.model_dir = os.path.join(artifact.uri, "Format-Serving")
         for artifact in outputs.get("pushed_model", []):
             summary.pushed = _prop(artifact, "pushed") == 1
             summary.pushed_path = _prop(artifact, "pushed_destination") or ""
             summary.pushed_version = _prop(artifact, "pushed_version") or ""
+            summary.not_pushed_reason = _prop(artifact, "not_pushed_reason") or ""
+            summary.classes_added = _json_prop(artifact, "classes_added") or []
+            summary.classes_removed = _json_prop(artifact, "classes_removed") or []
     return summary
 
 
@@ -293,6 +355,13 @@ def format_summary(summary: RunSummary, class_names: Optional[list[str]] = None)
     )
     if summary.split_counts:
         lines.append("  examples:   " + ", ".join(f"{k} {v}" for k, v in summary.split_counts.items()))
+    train_counts = summary.class_counts.get("train", {})
+    if train_counts:
+        shown = ", ".join(f"{name} {n}" for name, n in list(train_counts.items())[:20])
+        more = f", ... ({len(train_counts)} classes)" if len(train_counts) > 20 else ""
+        lines.append(f"  classes:    {len(train_counts)}; train images per class: {shown}{more}")
+    if summary.empty_class_folders:
+        lines.append(f"  empty class folders (not classes): {', '.join(summary.empty_class_folders)}")
     lines.append(f"  skipped:    {len(summary.rejected)} file(s)")
     for row in summary.rejected[:10]:
         lines.append(f"    - {row.get('path')}: {row.get('reason')}")
@@ -306,7 +375,18 @@ def format_summary(summary: RunSummary, class_names: Optional[list[str]] = None)
         score = f" (val_accuracy {summary.best_trial_score:.4f})" if summary.best_trial_score is not None else ""
         lines.append(f"  best trial: {hp}{score}")
     if summary.overall:
-        lines.append(f"  test accuracy: {summary.overall.accuracy:.4f} on {summary.overall.count} held-out images")
+        f1 = summary.macro_f1
+        lines.append(
+            f"  test accuracy: {summary.overall.accuracy:.4f} on {summary.overall.count} held-out images"
+            + (f" (macro F1 {f1:.4f})" if f1 is not None else "")
+        )
+    if summary.classical.get("test_accuracy") is not None:
+        c = summary.classical
+        params = ", ".join(f"{k}={_fmt(v)}" for k, v in sorted((c.get("params") or {}).items()))
+        lines.append(
+            f"  classical baseline: {c['test_accuracy']:.4f} ({c.get('method')} on {c.get('image_size')}x{c.get('image_size')} "
+            f"grey pixels{', ' + params if params else ''}; same split)"
+        )
     if summary.worst_slice:
         w = summary.worst_slice
         lines.append(f"  worst slice:   {w.slice_name}: accuracy {w.accuracy:.4f} ({w.count} images)")
@@ -320,10 +400,15 @@ def format_summary(summary: RunSummary, class_names: Optional[list[str]] = None)
         )
     if summary.blessed is not None:
         lines.append(f"  blessed:    {'yes' if summary.blessed else 'NO'} ({summary.blessing_reason})")
+    if summary.classes_added or summary.classes_removed:
+        lines.append(
+            f"  classes changed vs the serving version: added {', '.join(summary.classes_added) or 'none'}; "
+            f"removed {', '.join(summary.classes_removed) or 'none'}"
+        )
     if summary.pushed:
         lines.append(f"  pushed:     version {summary.pushed_version} -> {summary.pushed_path}")
     elif summary.pushed is not None:
-        lines.append("  pushed:     nothing (model not blessed)")
+        lines.append(f"  pushed:     nothing ({summary.not_pushed_reason or 'model not blessed'})")
     elif summary.failed:
         lines.append("  pushed:     nothing (the run stopped before the Pusher)")
     return "\n".join(lines)
@@ -341,12 +426,14 @@ def format_markdown(summary: RunSummary, class_names: Optional[list[str]] = None
             lines.append(f"| {s.slice_name} | {s.accuracy:.4f} | {s.count} |")
         lines.append("")
     if summary.per_class:
-        lines += ["## Per class (argmax)", "", "| class | precision | recall | images |", "|---|---:|---:|---:|"]
-        for cid, v in sorted(summary.per_class.items(), key=lambda kv: name(kv[0])):
-            lines.append(f"| {name(cid)} | {_ratio(v['precision'])} | {_ratio(v['recall'])} | {int(v['support'])} |")
-        lines.append("")
+        lines += ["## Per class (argmax)", "", "| class | precision | recall | F1 | images |", "|---|---:|---:|---:|---:|"]
+        for cid, v in sorted(summary.per_class.items()):
+            lines.append(
+                f"| {name(cid)} | {_ratio(v['precision'])} | {_ratio(v['recall'])} | {_ratio(v['f1'])} | {int(v['support'])} |"
+            )
+        lines += ["", f"Macro F1: {_ratio(summary.macro_f1)}", ""]
     if summary.confusion:
-        ids = sorted({a for a, _ in summary.confusion} | {b for _, b in summary.confusion}, key=name)
+        ids = sorted({a for a, _ in summary.confusion} | {b for _, b in summary.confusion})
         lines += ["## Confusion matrix (rows: true class, columns: predicted)", ""]
         lines.append("| true \\ predicted | " + " | ".join(name(i) for i in ids) + " |")
         lines.append("|---|" + "---:|" * len(ids))

@@ -30,7 +30,7 @@ SMALL = [
 ]
 COMPONENTS = {
     "ImageExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "DataGate",
-    "Transform", "Tuner", "Trainer", "Evaluator", "VersionedPusher",
+    "Transform", "Tuner", "ClassicalBaseline", "Trainer", "Evaluator", "VersionedPusher",
 }
 
 
@@ -95,7 +95,7 @@ def test_pushed_version_is_complete_and_serves_raw_png(work, first_run):
     version = base / "1"
     assert (version / "saved_model.pb").is_file() and (version / "variables").is_dir()
     meta = json.loads((version / "assets.extra" / "lenspipe.json").read_text())
-    assert meta["seed"] == 42 and sorted(meta["class_names"]) == [str(d) for d in range(10)]
+    assert meta["seed"] == 42 and meta["class_names"] == [str(d) for d in range(10)]  # sorted: id = index
 
     png = next((work / "data" / "digits-20" / "7").glob("*.png")).read_bytes()
     out = tf.saved_model.load(str(version)).signatures["serving_default"](image_bytes=tf.constant([png]))
@@ -103,6 +103,19 @@ def test_pushed_version_is_complete_and_serves_raw_png(work, first_run):
     assert probs.shape == (1, 10)
     np.testing.assert_allclose(probs.sum(), 1.0, atol=1e-5)
     assert out["label"].numpy()[0].decode() == meta["class_names"][int(out["class_id"].numpy()[0])]
+    pngs = [p.read_bytes() for p in sorted((work / "data" / "digits-20").glob("*/*.png"))]
+    out = tf.saved_model.load(str(version)).signatures["serving_default"](image_bytes=tf.constant(pngs))
+    labels = [v.decode() for v in out["label"].numpy()]
+    assert out["class_id"].numpy().tolist() == [sorted(meta["class_names"]).index(v) for v in labels]
+
+
+def test_summary_shows_the_classical_baseline_and_f1(first_run):
+    result, summary = first_run
+    assert 0.5 <= summary.classical["test_accuracy"] <= 1.0
+    assert summary.classical["train_images"] == summary.split_counts["train"]
+    assert "classical baseline: " in result.stdout and "macro F1" in result.stdout
+    assert summary.class_counts["train"] == {str(d): n for d, n in summary.class_counts["train"].items()}
+    assert sum(summary.class_counts["train"].values()) == summary.split_counts["train"]
 
 
 def test_second_run_with_nothing_changed_is_all_cached(work, second_run):
@@ -156,3 +169,74 @@ def test_model_behaviour_is_stable_under_a_small_brightness_change(work, first_r
     b = predict(image_bytes=tf.constant(brighter))["class_id"].numpy()
     assert len(a) == 200
     assert (a == b).mean() >= 0.95
+
+
+def _tree(root: Path) -> list:
+    return sorted((str(p.relative_to(root)), p.read_bytes() if p.is_file() else b"") for p in root.rglob("*"))
+
+
+def _test_images(work: Path) -> list[bytes]:
+    import tensorflow as tf
+
+    files = sorted((work / "pipelines" / "lenspipe" / "ImageExampleGen" / "examples").glob("*/Split-test/*"))
+    spec = {"image": tf.io.FixedLenFeature([], tf.string)}
+    return [tf.io.parse_single_example(r, spec)["image"].numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
+
+
+@pytest.fixture(scope="module")
+def rerun_without_cache(work, second_run):
+    result = lenspipe("run", "--work-dir", str(work), *SMALL, "--no-cache")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result, summary_of(work)
+
+
+def test_same_data_config_and_seed_give_the_same_model(work, first_run, rerun_without_cache):
+    """Reproducible: a run with caching off trains the same trials, weights and metrics again."""
+    import numpy as np
+    import tensorflow as tf
+
+    _, first = first_run
+    _, again = rerun_without_cache
+    assert set(again.executed) == COMPONENTS
+    assert again.best_hyperparameters == first.best_hyperparameters
+    assert again.overall.accuracy == first.overall.accuracy
+    assert again.per_class == first.per_class
+    assert again.classical == {**first.classical, "seconds": again.classical["seconds"]}
+    assert again.pushed_version == "2"  # an equal candidate meets the change threshold
+    images = tf.constant(_test_images(work))
+    base = work / "serving" / "lenspipe"
+    p1, p2 = (tf.saved_model.load(str(base / v)).signatures["serving_default"](image_bytes=images)["probabilities"].numpy()
+              for v in ("1", "2"))
+    assert len(p1) == first.split_counts["test"]
+    np.testing.assert_array_equal(p1, p2)
+
+
+def test_value_threshold_failure_blesses_nothing_and_leaves_serving_untouched(work, rerun_without_cache):
+    before = _tree(work / "serving")
+    result = lenspipe("run", "--work-dir", str(work), *SMALL, "--min-accuracy", "0.9999")
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = summary_of(work)
+    assert summary.executed == ["Evaluator", "VersionedPusher"]  # same model, new thresholds: only these re-run
+    assert summary.blessed is False and summary.pushed is False
+    assert f"accuracy on overall = {summary.overall.accuracy:.4f} fails lower bound 0.9999" in summary.blessing_reason
+    assert "blessed:    NO (accuracy on overall" in result.stdout
+    assert "pushed:     nothing (model not blessed)" in result.stdout
+    assert _tree(work / "serving") == before
+
+
+def test_change_threshold_failure_blesses_nothing_and_names_both_values(work, rerun_without_cache):
+    before = _tree(work / "serving")
+    # One epoch, no tuning: a much worse candidate than the blessed baseline, above the value threshold.
+    worse = [*SMALL, "--epochs", "1", "--set", "tuner.enabled=false", "--min-accuracy", "0.0"]
+    result = lenspipe("run", "--work-dir", str(work), *worse)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = summary_of(work)
+    assert "Trainer" in summary.executed
+    assert summary.blessed is False and summary.pushed is False
+    assert summary.baseline_accuracy is not None and summary.overall.accuracy < summary.baseline_accuracy - 0.01
+    assert (
+        f"accuracy change on overall = {summary.overall.accuracy - summary.baseline_accuracy:+.4f} "
+        f"(candidate {summary.overall.accuracy:.4f}, baseline {summary.baseline_accuracy:.4f}) "
+        "fails allowed change -0.01 vs baseline"
+    ) in summary.blessing_reason
+    assert _tree(work / "serving") == before

@@ -54,3 +54,10 @@ def test_unreadable_or_malformed_file(tmp_path):
     listy.write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="must hold a mapping"):
         load_config(listy)
+
+
+def test_embedded_digits_get_a_digit_sized_input_unless_set():
+    assert load_config().image.model_dump() == {"height": 16, "width": 16, "channels": 1}
+    assert load_config(None, {"image.channels": 3}).image.model_dump() == {"height": 16, "width": 16, "channels": 3}
+    own = load_config(None, {"data.root": "/photos"})
+    assert own.image.model_dump() == {"height": 32, "width": 32, "channels": 3}  # your own images: the general default
