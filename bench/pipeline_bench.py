@@ -1,10 +1,14 @@
-"""Pipeline benchmark: wall time and peak memory of `lenspipe run`, cold and fully cached.
+"""Pipeline benchmark: wall time, peak memory, per-component time and accuracy of `lenspipe run`.
 
-  python -m bench.pipeline_bench [--per-class N] [--out bench/results/pipeline.md] [-- extra lenspipe args]
+  python -m bench.pipeline_bench [--per-class N] [--seeds 42,43,44] [--out bench/results/pipeline.md] [-- extra args]
 
-Each measurement runs `lenspipe run` as a child process in a fresh work dir and
-reads the child's peak RSS from getrusage; results go to a Markdown file
-(temporary file + rename).
+Runs, each a `lenspipe run` child process (peak RSS from getrusage):
+  1. cold with the first seed (every component executes), then the same again (all cached);
+  2. cold with each further seed, for the CNN's median test accuracy against the classical
+     baseline fitted on the same split;
+  3. cold with the first seed and TF op determinism off, for what determinism costs.
+Per-component times and metrics are read back from ML Metadata. Results go to a
+Markdown file (temporary file + rename).
 """
 
 from __future__ import annotations
@@ -13,43 +17,78 @@ import argparse
 import os
 import platform
 import shlex
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline import report
 
-def _run(args: list[str]) -> tuple[float, float, int]:
-    """(seconds, peak RSS of the child in MiB, exit code) of one `lenspipe` invocation."""
+ACCURACY_TARGET = 0.99
+COLD_TARGET_SECONDS = 120.0
+
+
+@dataclass
+class Run:
+    label: str
+    seconds: float
+    rss_mib: float
+    code: int
+    summary: report.RunSummary
+
+
+def _run(label: str, work: str, args: list[str]) -> Run:
+    """One `lenspipe run` in ``work``: wall time, the child's peak RSS, exit code and its summary from MLMD."""
     started = time.monotonic()
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from pipeline.cli import entry; entry()", *args],
+        [sys.executable, "-c", "from pipeline.cli import entry; entry()", "run", "--work-dir", work, *args],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.monotonic() - started
-    return seconds, usage.ru_maxrss / 1024.0, os.waitstatus_to_exitcode(status)
+    metadata = os.path.join(work, "metadata", "lenspipe.sqlite")
+    run_id = report.latest_run_id(metadata, "lenspipe")
+    summary = report.read_run(metadata, run_id) if run_id else report.RunSummary(run_id="")
+    run = Run(label, seconds, usage.ru_maxrss / 1024.0, os.waitstatus_to_exitcode(status), summary)
+    acc = summary.overall.accuracy if summary.overall else float("nan")
+    print(f"{label}: {seconds:.1f}s, peak RSS {run.rss_mib:.0f} MiB, exit {run.code}, test accuracy {acc:.4f}", flush=True)
+    return run
+
+
+def _accuracy(run: Run) -> float:
+    return run.summary.overall.accuracy if run.summary.overall else float("nan")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--per-class", type=int, default=None, help="Digits per class (default: all 1,797).")
+    parser.add_argument("--seeds", default="42,43,44", help="Comma-separated seeds; the first is timed and re-run.")
+    parser.add_argument("--no-determinism-run", action="store_true", help="Skip the run with op determinism off.")
     parser.add_argument("--out", default="bench/results/pipeline.md")
     parser.add_argument("extra", nargs="*", help="Extra `lenspipe run` arguments (after --).")
     args = parser.parse_args(argv)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    base = list(args.extra) + (["--set", f"data.embedded_per_class={args.per_class}"] if args.per_class else [])
 
-    rows = []
     with tempfile.TemporaryDirectory(prefix="lenspipe-bench-") as tmp:
-        run_args = ["run", "--work-dir", tmp, *args.extra]
-        if args.per_class:
-            run_args += ["--set", f"data.embedded_per_class={args.per_class}"]
-        for label in ("cold (every component executes)", "re-run, nothing changed (all cached)"):
-            seconds, rss, code = _run(run_args)
-            print(f"{label}: {seconds:.1f}s, peak RSS {rss:.0f} MiB, exit {code}", flush=True)
-            rows.append((label, seconds, rss, code))
+        work = os.path.join(tmp, f"seed-{seeds[0]}")
+        cold = _run(f"cold, seed {seeds[0]}", work, [*base, "--seed", str(seeds[0])])
+        cached = _run("re-run, nothing changed", work, [*base, "--seed", str(seeds[0])])
+        by_seed = [cold] + [
+            _run(f"cold, seed {seed}", os.path.join(tmp, f"seed-{seed}"), [*base, "--seed", str(seed)]) for seed in seeds[1:]
+        ]
+        loose = None
+        if not args.no_determinism_run:
+            loose = _run(
+                f"cold, seed {seeds[0]}, op determinism off", os.path.join(tmp, "nondeterministic"),
+                [*base, "--seed", str(seeds[0]), "--set", "runtime.deterministic=false"],
+            )
 
-    command = "python -m bench.pipeline_bench " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    runs = [cold, cached, *by_seed[1:], *([loose] if loose else [])]
+    command = "python -m bench.pipeline_bench " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     lines = [
         "# Pipeline benchmark",
         "",
@@ -58,18 +97,56 @@ def main(argv: list[str] | None = None) -> int:
         f"Data: embedded digits, {'all 1,797 images' if not args.per_class else f'{args.per_class} per class'}; "
         f"extra args: `{' '.join(args.extra) or 'none'}`",
         "",
-        "| run | wall time (s) | peak RSS (MiB) | exit |",
-        "|---|---:|---:|---:|",
-        *[f"| {label} | {s:.1f} | {r:.0f} | {c} |" for label, s, r, c in rows],
+        "| run | wall time (s) | peak RSS (MiB) | executed / cached | test accuracy | exit |",
+        "|---|---:|---:|---:|---:|---:|",
+        *[
+            f"| {r.label} | {r.seconds:.1f} | {r.rss_mib:.0f} | {len(r.summary.executed)} / {len(r.summary.cached)} "
+            f"| {_accuracy(r):.4f} | {r.code} |"
+            for r in runs
+        ],
+        "",
+        f"## Per component, cold run (seed {seeds[0]})",
+        "",
+        "| component | seconds |",
+        "|---|---:|",
+        *[f"| {node} | {secs:.1f} |" for node, secs in cold.summary.node_seconds.items()],
         "",
     ]
+    cnn = [_accuracy(r) for r in by_seed]
+    classical = [r.summary.classical.get("test_accuracy", float("nan")) for r in by_seed]
+    median_cnn, median_classical = statistics.median(cnn), statistics.median(classical)
+    lines += [
+        "## CNN against the classical baseline (same split, held-out test images)",
+        "",
+        "| seed | CNN test accuracy | classical baseline | method |",
+        "|---:|---:|---:|---|",
+        *[
+            f"| {seed} | {a:.4f} | {b:.4f} | {r.summary.classical.get('method', '?')} {r.summary.classical.get('params', '')} |"
+            for seed, a, b, r in zip(seeds, cnn, classical, by_seed)
+        ],
+        "",
+        f"Median CNN {median_cnn:.4f}, median classical {median_classical:.4f}.",
+        "",
+        "## Targets",
+        "",
+        f"- cold run ≤ {COLD_TARGET_SECONDS:.0f} s with ≥ 4 tuning trials: {cold.seconds:.1f} s with "
+        f"{len(cold.summary.trials)} trials — "
+        f"{'met' if cold.seconds <= COLD_TARGET_SECONDS and len(cold.summary.trials) >= 4 else 'NOT met'}",
+        f"- median CNN ≥ classical baseline: {'met' if median_cnn >= median_classical else 'NOT met'}",
+        f"- median CNN ≥ {ACCURACY_TARGET}: {'met' if median_cnn >= ACCURACY_TARGET else 'NOT met'}",
+    ]
+    if loose:
+        lines.append(
+            f"- op determinism costs {cold.seconds - loose.seconds:+.1f} s on the cold run "
+            f"({cold.seconds:.1f} s on, {loose.seconds:.1f} s off)"
+        )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp_out = out.with_suffix(out.suffix + ".tmp")
-    tmp_out.write_text("\n".join(lines))
+    tmp_out.write_text("\n".join(lines) + "\n")
     tmp_out.replace(out)
     print(f"wrote {out}")
-    return 0 if all(c == 0 for *_, c in rows) else 1
+    return 0 if all(r.code == 0 for r in runs) else 1
 
 
 if __name__ == "__main__":

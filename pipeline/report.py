@@ -37,11 +37,13 @@ class RunSummary:
 
     run_id: str
     node_states: dict[str, str] = field(default_factory=dict)  # node id -> complete | cached | failed ...
+    node_seconds: dict[str, float] = field(default_factory=dict)  # node id -> wall time MLMD recorded
     split_counts: dict[str, int] = field(default_factory=dict)
     rejected: list[dict[str, str]] = field(default_factory=list)
     anomalies: list[str] = field(default_factory=list)
     best_hyperparameters: dict[str, Any] = field(default_factory=dict)
     best_trial_score: Optional[float] = None
+    trials: list[dict[str, Any]] = field(default_factory=list)  # every tuning trial: hyperparameters and score
     overall: Optional[SliceMetric] = None
     worst_slice: Optional[SliceMetric] = None
     slices: list[SliceMetric] = field(default_factory=list)
@@ -296,6 +298,7 @@ def read_run(metadata_path: str, run_id: str) -> RunSummary:
         if execution_types.get(execution.type_id, "").endswith(".Resolver"):
             state = "resolved"  # a resolver is an input query, not a component run
         summary.node_states[node] = state
+        summary.node_seconds[node] = max(0.0, (execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1000)
         outputs = _outputs(store, execution.id)
         for artifact in outputs.get("rejected", []):
             from components.image_example_gen.executor import EMPTY_CLASS_FOLDERS_PROPERTY, read_rejected
@@ -325,6 +328,7 @@ def read_run(metadata_path: str, run_id: str) -> RunSummary:
             summary.best_hyperparameters = config.get("values", {})
         for artifact in outputs.get("tuner_results", []):
             rows = _read_json(os.path.join(artifact.uri, "tuner_results.json")) or []
+            summary.trials = rows
             if rows:
                 summary.best_trial_score = rows[0].get("score")
         for artifact in outputs.get("evaluation", []):
