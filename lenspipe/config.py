@@ -8,10 +8,11 @@ name and what is allowed (``ConfigError``).
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Mapping, Optional
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -26,6 +27,8 @@ class _Section(BaseModel):
 
 
 class DataConfig(_Section):
+    """Where the images come from and how they are split."""
+
     root: Optional[str] = Field(
         None, description="Image folder (<root>/<class>/<file>) or TFRecord folder; unset = embedded digits."
     )
@@ -43,6 +46,8 @@ class DataConfig(_Section):
 
 
 class ImageConfig(_Section):
+    """The model input every image is decoded and resized to."""
+
     height: int = Field(32, ge=8, le=1024, description="Model input height in pixels (16 for the embedded digits).")
     width: int = Field(32, ge=8, le=1024, description="Model input width in pixels (16 for the embedded digits).")
     channels: Literal[1, 3] = Field(3, description="1 = greyscale, 3 = RGB; inputs are converted (1 for the digits).")
@@ -54,6 +59,8 @@ DIGITS_IMAGE = {"height": 16, "width": 16, "channels": 1}
 
 
 class TunerConfig(_Section):
+    """The KerasTuner search."""
+
     enabled: bool = Field(True, description="Run the KerasTuner search; off = trainer defaults below.")
     algorithm: Literal["random", "bayesian"] = Field("random", description="KerasTuner oracle.")
     max_trials: int = Field(4, ge=1, le=500, description="Hyperparameter sets to try.")
@@ -62,6 +69,8 @@ class TunerConfig(_Section):
 
 
 class TrainerConfig(_Section):
+    """The Keras CNN and how it is trained."""
+
     epochs: int = Field(40, ge=1, le=10000, description="Maximum epochs (early stopping may end sooner).")
     steps_per_epoch: Optional[int] = Field(None, ge=1, description="Cap on batches per epoch; unset = one pass.")
     batch_size: int = Field(64, ge=1, le=4096)
@@ -86,6 +95,8 @@ class TrainerConfig(_Section):
 
 
 class EvaluatorConfig(_Section):
+    """The TFMA gates a model must pass to be blessed."""
+
     min_accuracy: float = Field(0.9, ge=0.0, le=1.0, description="Overall accuracy needed to bless.")
     max_accuracy_drop: float = Field(
         0.01, ge=0.0, le=1.0, description="Largest allowed drop in accuracy against the last blessed model."
@@ -99,6 +110,8 @@ class EvaluatorConfig(_Section):
 
 
 class ClassicalConfig(_Section):
+    """The classical baseline fitted on the same split."""
+
     enabled: bool = Field(True, description="Fit a classical baseline on the same split; shown beside the CNN.")
     method: Literal["svm", "logistic"] = Field("svm", description="RBF SVM (gamma, C by 3-fold CV) or logistic regression.")
     image_size: int = Field(8, ge=2, le=64, description="Images are downscaled to this square, greyscale.")
@@ -106,6 +119,8 @@ class ClassicalConfig(_Section):
 
 
 class PusherConfig(_Section):
+    """Where blessed models are pushed."""
+
     model_name: str = Field("lenspipe", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
     serving_model_dir: Optional[str] = Field(None, description="Model base dir; unset = <work_dir>/serving.")
     allow_class_change: bool = Field(
@@ -114,6 +129,8 @@ class PusherConfig(_Section):
 
 
 class RuntimeConfig(_Section):
+    """Pipeline name, work dir, caching, Beam and seeds."""
+
     pipeline_name: str = Field("lenspipe", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
     work_dir: str = Field("lenspipe-work", description="Pipeline root, metadata and embedded data live here.")
     enable_cache: bool = Field(True, description="Reuse outputs of components whose inputs did not change.")
@@ -163,12 +180,49 @@ class LenspipeConfig(_Section):
         return self.work_path / "serving"
 
 
+ENV_PREFIX = "LENSPIPE_"  # LENSPIPE_<SECTION>__<FIELD>=value, e.g. LENSPIPE_TRAINER__EPOCHS=10
+Source = Literal["default", "file", "env", "flag"]
+
+
+def fields() -> list[tuple[str, Any]]:
+    """Every config field as (dotted name, pydantic FieldInfo), in declaration order."""
+    out = []
+    for section, info in LenspipeConfig.model_fields.items():
+        for name, field in info.annotation.model_fields.items():
+            out.append((f"{section}.{name}", field))
+    return out
+
+
+def suggest(name: str, choices: Any) -> str:
+    """' (did you mean X?)' for the closest of ``choices`` to a misspelt ``name``, else ''."""
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
 def _format_validation_error(err: ValidationError) -> str:
+    known = [dotted for dotted, _ in fields()]
     parts = []
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"]) or "config"
-        parts.append(f"{loc}: {e['msg']}")
+        hint = suggest(loc, known) if e["type"] == "extra_forbidden" else ""
+        parts.append(f"{loc}: {e['msg']}{hint}")
     return "; ".join(parts)
+
+
+def env_overrides(environ: Optional[Mapping[str, str]] = None) -> dict[str, str]:
+    """``LENSPIPE_<SECTION>__<FIELD>`` variables as dotted overrides; a misspelt one is a ConfigError."""
+    environ = os.environ if environ is None else environ
+    known = {dotted for dotted, _ in fields()}
+    out = {}
+    for key, value in environ.items():
+        if not key.startswith(ENV_PREFIX) or "__" not in key:
+            continue
+        dotted = key[len(ENV_PREFIX):].lower().replace("__", ".", 1)
+        if dotted not in known:
+            names = [ENV_PREFIX + k.upper().replace(".", "__") for k in known]
+            raise ConfigError(f"environment variable {key}: no such config field{suggest(key, names)}")
+        out[dotted] = value
+    return out
 
 
 def _parse_scalar(text: str) -> Any:
@@ -188,32 +242,60 @@ def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
     node[keys[-1]] = value
 
 
+def _read_file(path: os.PathLike | str) -> dict[str, Any]:
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {p}: {e.strerror}") from None
+    try:
+        loaded = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as e:
+        raise ConfigError(f"config file {p} is not valid {'JSON' if p.suffix == '.json' else 'YAML'}: {e}") from None
+    if loaded is not None and not isinstance(loaded, dict):
+        raise ConfigError(f"config file {p} must hold a mapping of sections, got {type(loaded).__name__}")
+    return loaded or {}
+
+
+def _flatten(tree: Mapping[str, Any]) -> dict[str, Any]:
+    return {f"{section}.{k}": v for section, fields_ in tree.items() if isinstance(fields_, dict) for k, v in fields_.items()}
+
+
 def load_config(
     path: Optional[os.PathLike | str] = None,
     overrides: Optional[dict[str, Any]] = None,
+    environ: Optional[Mapping[str, str]] = None,
 ) -> LenspipeConfig:
-    """Build the run config: defaults, then the file at ``path``, then ``overrides``.
+    """Build the run config: defaults, then the file at ``path``, then ``LENSPIPE_*`` variables, then ``overrides``.
 
     ``overrides`` maps dotted names (``trainer.epochs``) to values; string values
-    are parsed like YAML scalars. Raises ``ConfigError`` naming the field.
+    are parsed like YAML scalars. ``environ`` defaults to no environment (pass
+    ``os.environ`` to honour it, as the CLI does). Raises ``ConfigError`` naming the
+    field, with the nearest field name when one is misspelt.
     """
-    tree: dict[str, Any] = {}
-    if path is not None:
-        p = Path(path)
-        try:
-            text = p.read_text()
-        except OSError as e:
-            raise ConfigError(f"cannot read config file {p}: {e.strerror}") from None
-        try:
-            loaded = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
-        except (json.JSONDecodeError, yaml.YAMLError) as e:
-            raise ConfigError(f"config file {p} is not valid {'JSON' if p.suffix == '.json' else 'YAML'}: {e}") from None
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"config file {p} must hold a mapping of sections, got {type(loaded).__name__}")
-        tree = loaded or {}
-    for dotted, value in (overrides or {}).items():
-        _set_dotted(tree, dotted, _parse_scalar(value) if isinstance(value, str) else value)
+    return _layers(path, overrides, environ)[0]
+
+
+def explain_config(
+    path: Optional[os.PathLike | str] = None,
+    overrides: Optional[dict[str, Any]] = None,
+    environ: Optional[Mapping[str, str]] = None,
+) -> list[tuple[str, Any, Source]]:
+    """(dotted name, effective value, where it came from) for every field, as load_config layers them."""
+    cfg, sources = _layers(path, overrides, environ)
+    dumped = _flatten(cfg.model_dump())
+    return [(dotted, dumped[dotted], sources.get(dotted, "default")) for dotted, _ in fields()]
+
+
+def _layers(path, overrides, environ) -> tuple[LenspipeConfig, dict[str, Source]]:
+    tree: dict[str, Any] = _read_file(path) if path is not None else {}
+    sources: dict[str, Source] = {k: "file" for k in _flatten(tree)}
+    layered = [(env_overrides(environ) if environ is not None else {}, "env"), (overrides or {}, "flag")]
+    for values, source in layered:
+        for dotted, value in values.items():
+            _set_dotted(tree, dotted, _parse_scalar(value) if isinstance(value, str) else value)
+            sources[dotted] = source
     try:
-        return LenspipeConfig.model_validate(tree)
+        return LenspipeConfig.model_validate(tree), sources
     except ValidationError as e:
         raise ConfigError(_format_validation_error(e)) from None

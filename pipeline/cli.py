@@ -3,7 +3,12 @@
   lenspipe run [--data DIR] [--config FILE] [--no-cache] [--set section.field=value ...]
   lenspipe serve ...     (TF Serving flags; see serving/)
   lenspipe predict ...   (client for a running server)
-  lenspipe config        (print the effective config as YAML)
+  lenspipe config [--explain]   (print the effective config as YAML, or each field with its source)
+  lenspipe completion bash|zsh  (print a shell completion script)
+
+Every config field is an option, ``--<section>.<field> VALUE`` (``lenspipe run --help``
+lists them by section with their defaults), and an environment variable,
+``LENSPIPE_<SECTION>__<FIELD>``. Precedence: default < --config file < environment < options.
 
 Errors a user can fix end in one line naming the file or field, exit code 2.
 """
@@ -11,6 +16,7 @@ Errors a user can fix end in one line naming the file or field, exit code 2.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import re
@@ -47,8 +53,28 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+_FIELD_DEST = "field:"  # argparse dest prefix of the generated --<section>.<field> options
+
+
+def _add_field_options(p: argparse.ArgumentParser) -> None:
+    """One ``--<section>.<field>`` option per config field, grouped by section, help and default from the model."""
+    from lenspipe.config import LenspipeConfig, fields
+
+    groups = {}
+    for dotted, field in fields():
+        section = dotted.split(".", 1)[0]
+        if section not in groups:
+            doc = (LenspipeConfig.model_fields[section].annotation.__doc__ or "").strip().splitlines()
+            groups[section] = p.add_argument_group(f"{section} options", doc[0] if doc else None)
+        default = field.default
+        help_text = (field.description or "").rstrip(".") + f" (default: {default!r})" if field.description else f"default: {default!r}"
+        groups[section].add_argument(
+            f"--{dotted}", dest=_FIELD_DEST + dotted, default=argparse.SUPPRESS, metavar="VALUE", help=help_text
+        )
+
+
 def _overrides(args: argparse.Namespace) -> dict[str, str]:
-    out: dict[str, str] = {}
+    out: dict[str, str] = {k[len(_FIELD_DEST):]: v for k, v in vars(args).items() if k.startswith(_FIELD_DEST)}
     for item in args.overrides:
         if "=" not in item:
             raise SystemExit(f"lenspipe: --set {item!r}: expected SECTION.FIELD=VALUE, e.g. trainer.epochs=10")
@@ -79,7 +105,7 @@ def _load(args: argparse.Namespace):
     from lenspipe.config import ConfigError, load_config
 
     try:
-        return load_config(args.config, _overrides(args))
+        return load_config(args.config, _overrides(args), environ=os.environ)
     except ConfigError as e:
         raise SystemExit(f"lenspipe: config: {e}") from None
 
@@ -87,8 +113,46 @@ def _load(args: argparse.Namespace):
 def cmd_config(args: argparse.Namespace) -> int:
     import yaml
 
+    from lenspipe.config import ConfigError, explain_config
+
+    if args.explain:
+        try:
+            rows = explain_config(args.config, _overrides(args), environ=os.environ)
+        except ConfigError as e:
+            raise SystemExit(f"lenspipe: config: {e}") from None
+        width = max(len(dotted) for dotted, _, _ in rows)
+        for dotted, value, source in rows:
+            print(f"{dotted:<{width}}  {source:<7}  {json.dumps(value)}")
+        return 0
     cfg = _load(args)
     print(yaml.safe_dump(cfg.model_dump(), sort_keys=False), end="")
+    return 0
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    """A completion script: subcommands, then each subcommand's options."""
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    options = {
+        name: " ".join(sorted(o for action in p._actions for o in action.option_strings))
+        for name, p in sub.choices.items()
+    }
+    commands = " ".join(sub.choices)
+    cases = "\n".join(f'    {name}) opts="{opts}" ;;' for name, opts in options.items())
+    script = f"""# lenspipe {args.shell} completion: eval "$(lenspipe completion {args.shell})"
+_lenspipe() {{
+  local cur="${{COMP_WORDS[COMP_CWORD]}}" opts
+  if [ "$COMP_CWORD" -eq 1 ]; then COMPREPLY=($(compgen -W "{commands}" -- "$cur")); return; fi
+  case "${{COMP_WORDS[1]}}" in
+{cases}
+    *) opts="" ;;
+  esac
+  COMPREPLY=($(compgen -W "$opts" -- "$cur"))
+}}
+"""
+    if args.shell == "zsh":
+        script = "autoload -U +X bashcompinit && bashcompinit\n" + script
+    print(script + "complete -o default -F _lenspipe lenspipe")
     return 0
 
 
@@ -177,17 +241,37 @@ def _root_message(error: BaseException) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lenspipe", description="Image classification from a folder of images to TF Serving.")
+    parser = argparse.ArgumentParser(
+        prog="lenspipe", description="Image classification from a folder of images to TF Serving.", allow_abbrev=False
+    )
     sub = parser.add_subparsers(dest="command", required=True)
-    run_p = sub.add_parser("run", help="Run the whole pipeline locally (BeamDagRunner, MLMD on SQLite).")
+    sub_kwargs = {"allow_abbrev": False}
+    run_p = sub.add_parser("run", help="Run the whole pipeline locally (BeamDagRunner, MLMD on SQLite).", **sub_kwargs)
     _add_config_args(run_p)
+    _add_field_options(run_p)
     run_p.set_defaults(func=cmd_run)
-    cfg_p = sub.add_parser("config", help="Print the effective configuration (defaults + file + overrides).")
+    cfg_p = sub.add_parser("config", help="Print the effective configuration (defaults + file + env + options).", **sub_kwargs)
     _add_config_args(cfg_p)
+    _add_field_options(cfg_p)
+    cfg_p.add_argument("--explain", action="store_true", help="Print every field with its value and source.")
     cfg_p.set_defaults(func=cmd_config)
+    completion_p = sub.add_parser("completion", help="Print a shell completion script (bash or zsh).", **sub_kwargs)
+    completion_p.add_argument("shell", choices=("bash", "zsh"))
+    completion_p.set_defaults(func=cmd_completion)
     sub.add_parser("serve", help="Serve a model base path over TF Serving's REST and gRPC APIs.", add_help=False)
     sub.add_parser("predict", help="Send images to a running server and print label and probability.", add_help=False)
     return parser
+
+
+def _unknown_options(parser: argparse.ArgumentParser, argv: list[str], unknown: list[str]) -> None:
+    """Exit with the first unknown option and the nearest known one of that subcommand."""
+    from lenspipe.config import suggest
+
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    command = sub.choices[argv[0]] if argv and argv[0] in sub.choices else parser
+    known = [o for action in command._actions for o in action.option_strings]
+    option = next((u.split("=", 1)[0] for u in unknown if u.startswith("-")), unknown[0])
+    raise SystemExit(f"lenspipe: unknown option {option}{suggest(option, known)}; see `lenspipe {argv[0] if argv else ''} --help`")
 
 
 def _quiet_libraries() -> None:
@@ -205,7 +289,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from serving import cli as serving_cli
 
         return (serving_cli.serve_main if argv[0] == "serve" else serving_cli.predict_main)(argv[1:])
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        _unknown_options(parser, argv, unknown)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     return args.func(args)
 

@@ -68,3 +68,44 @@ def test_gate_failure_message_is_extracted_from_beams_wrapper():
     chained = RuntimeError("outer")
     chained.__cause__ = DataGateFailed("data gate: 2 anomalies")
     assert cli._root_message(chained) == "data gate: 2 anomalies"
+
+
+def test_every_config_field_is_an_option_and_an_environment_variable(capsys, monkeypatch, tmp_path):
+    from lenspipe.config import fields
+
+    config_file = tmp_path / "c.yaml"
+    config_file.write_text("trainer:\n  batch_size: 16\n")
+    monkeypatch.setenv("LENSPIPE_TRAINER__EPOCHS", "7")
+    code = cli.main(["config", "--explain", "--config", str(config_file), "--trainer.dropout", "0.2", "--epochs", "9"])
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines()}
+    assert code == 0 and set(rows) == {dotted for dotted, _ in fields()}
+    assert rows["trainer.batch_size"] == ["file", "16"]
+    assert rows["trainer.epochs"] == ["flag", "9"]  # an option beats the environment
+    assert rows["trainer.dropout"] == ["flag", "0.2"]
+    assert rows["tuner.max_trials"] == ["default", "4"]
+    monkeypatch.setenv("LENSPIPE_TRAINER__DROPOUT", "0.4")
+    cli.main(["config"])
+    assert yaml.safe_load(capsys.readouterr().out)["trainer"]["dropout"] == 0.4  # env beats the default
+
+
+def test_a_misspelt_option_or_variable_suggests_the_nearest(capsys, monkeypatch):
+    code, _ = run(capsys, "run", "--trainer.epoch", "3")  # no abbreviations: a prefix is an error, not a run
+    assert "unknown option --trainer.epoch (did you mean --trainer.epochs?)" in str(code)
+    code, _ = run(capsys, "config", "--set", "trainer.epoch=3")
+    assert "did you mean trainer.epochs?" in str(code)
+    monkeypatch.setenv("LENSPIPE_TRAINER__EPOCS", "3")
+    code, _ = run(capsys, "config")
+    assert "LENSPIPE_TRAINER__EPOCS: no such config field (did you mean LENSPIPE_TRAINER__EPOCHS?)" in str(code)
+
+
+def test_help_lists_sections_with_defaults_and_completion_knows_the_options(capsys):
+    code, out = run(capsys, "run", "--help")
+    assert code == 0
+    for section in ("data", "image", "tuner", "trainer", "evaluator", "classical", "pusher", "runtime"):
+        assert f"{section} options:" in out.out
+    assert "--trainer.epochs VALUE" in out.out and "(default: 40)" in out.out
+    assert cli.main(["completion", "bash"]) == 0
+    script = capsys.readouterr().out
+    assert "complete -o default -F _lenspipe lenspipe" in script
+    assert "--trainer.epochs" in script and "run config completion" in script
