@@ -65,3 +65,7 @@ CLASSIFY_SCORES_OUTPUT = "scores"
 def transformed_name(key: str) -> str:
     """Name of the Transform output derived from raw feature ``key``."""
     return f"{key}_xf"
+
+# Training progress events: trainer/progress.py logs records with this attribute,
+# pipeline/progress.py renders them.
+PROGRESS_EVENT_ATTR = "lenspipe_event"

@@ -41,6 +41,7 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--serving-dir", metavar="DIR", help="Where versions are pushed (default <work-dir>/serving).")
     p.add_argument("--model-name", help="Model name: versions go to <serving-dir>/<model-name>/<N>.")
     p.add_argument("--no-cache", action="store_true", help="Re-execute every component.")
+    p.add_argument("--verbose", action="store_true", help="Also show TensorFlow, Beam and TFX log lines (always in the log file).")
     p.add_argument("--image-size", type=int, metavar="PX", help="Square model input size (sets image.height and image.width).")
     p.add_argument("--channels", type=int, choices=(1, 3), help="1 = greyscale, 3 = RGB.")
     p.add_argument("--trials", type=int, help="KerasTuner trials (tuner.max_trials).")
@@ -185,10 +186,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                 "sub-folders with images, one per class (<DIR>/<class>/<image>)"
             )
         print(f"lenspipe: {sum(counts.values())} image files in {len(counts)} classes", file=sys.stderr)
-    return _run_pipeline(cfg, str(data_root))
+    return _run_pipeline(cfg, str(data_root), verbose=args.verbose)
 
 
-def _run_pipeline(cfg, data_root: str) -> int:
+def _run_pipeline(cfg, data_root: str, verbose: bool = False) -> int:
     from pipeline import report
     from pipeline.runners import local
 
@@ -201,7 +202,7 @@ def _run_pipeline(cfg, data_root: str) -> int:
     paths = local.LocalPaths.from_config(cfg)
     error: Optional[BaseException] = None
     try:
-        local.run(cfg, data_root, log_file=log_file)
+        local.run(cfg, data_root, log_file=log_file, verbose=verbose)
     except Exception as e:  # noqa: BLE001 - summarised below, full traceback in the log
         error = e
         log_file.parent.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,7 @@ import keras
 import keras_tuner
 
 from trainer import common, data, hparams, model, signatures
+from trainer.progress import ProgressCallback
 
 log = logging.getLogger("lenspipe.trainer")
 
@@ -47,6 +48,7 @@ def run_fn(fn_args: Any) -> None:
         # Anneal when validation stalls: a tuned learning rate is often too high to finish on.
         keras.callbacks.ReduceLROnPlateau("val_loss", factor=0.3, patience=2, min_lr=1e-5),
         keras.callbacks.TensorBoard(log_dir=os.path.join(fn_args.model_run_dir, "logs")),
+        ProgressCallback(s.trainer_cfg.epochs),
     ]
     started = time.monotonic()
     history = net.fit(
@@ -56,7 +58,7 @@ def run_fn(fn_args: Any) -> None:
         steps_per_epoch=steps,
         callbacks=callbacks,
         class_weight=class_weight,
-        verbose=2,
+        verbose=0,
     )
     eval_loss, eval_accuracy = net.evaluate(evaluation, verbose=0)
     log.info(

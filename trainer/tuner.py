@@ -10,6 +10,7 @@ import keras_tuner
 from tfx.components.tuner.component import TunerFnResult
 
 from trainer import common, hparams, model
+from trainer.progress import ProgressCallback
 
 
 def tuner_fn(fn_args: Any) -> TunerFnResult:
@@ -43,7 +44,10 @@ def tuner_fn(fn_args: Any) -> TunerFnResult:
         validation_data=evaluation,
         epochs=s.tuner_cfg.epochs,
         steps_per_epoch=steps,
-        callbacks=[keras.callbacks.EarlyStopping("val_loss", patience=2)],
-        verbose=2,
+        callbacks=[
+            keras.callbacks.EarlyStopping("val_loss", patience=2),
+            ProgressCallback(s.tuner_cfg.epochs, count_trials=True, max_trials=s.tuner_cfg.max_trials),
+        ],
+        verbose=0,
     )
     return TunerFnResult(tuner=tuner, fit_kwargs=fit_kwargs)

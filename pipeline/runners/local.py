@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, TextIO
@@ -31,37 +30,12 @@ class LocalPaths:
         )
 
 
-class _ProgressHandler(logging.Handler):
-    """Turn TFX's per-node log lines into one progress line per component."""
-
-    def __init__(self, total: int, stream: TextIO) -> None:
-        super().__init__(logging.INFO)
-        self.total = total
-        self.stream = stream
-        self.done = 0
-        self.started: dict[str, float] = {}
-
-    def emit(self, record: logging.LogRecord) -> None:
-        msg = record.msg if isinstance(record.msg, str) else ""
-        if msg == "node %s is running." and record.args:
-            node = str(record.args[0])
-            self.started[node] = time.monotonic()
-            self.stream.write(f"[{self.done + 1:>2}/{self.total}] {node} ...\n")
-        elif msg == "A cached execution %d is used.":
-            self.stream.write("        (cached)\n")
-        elif msg == "node %s is finished." and record.args:
-            node = str(record.args[0])
-            self.done += 1
-            took = time.monotonic() - self.started.get(node, time.monotonic())
-            self.stream.write(f"        {node} done in {took:.1f}s\n")
-        else:
-            return
-        self.stream.flush()
-
-
 @contextlib.contextmanager
-def _logs_to_file(log_file: Optional[Path], progress: logging.Handler):
-    """During a run: every library log line to ``log_file``, one progress line per node to the terminal."""
+def _logs_to_file(log_file: Optional[Path], progress: logging.Handler, verbose: bool = False):
+    """During a run: every library log line (and stdout: KerasTuner prints) to ``log_file``, progress to the terminal.
+
+    ``verbose`` also shows every log line on stderr.
+    """
     from absl import logging as absl_logging
 
     root = logging.getLogger()
@@ -72,14 +46,23 @@ def _logs_to_file(log_file: Optional[Path], progress: logging.Handler):
         file_handler = logging.FileHandler(log_file, mode="w")
         file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         handlers.append(file_handler)
+    if verbose:
+        stream_handler = logging.StreamHandler(sys.stderr)
+        stream_handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        handlers.append(stream_handler)
     root.handlers = handlers + [progress]
     root.setLevel(logging.INFO)
     # Through absl's verbosity flag, not the logger: TensorFlow's saver sets the flag to
     # FATAL and back, which would otherwise silence absl's INFO lines mid-run.
     absl_logging.set_verbosity(absl_logging.INFO)
+    stdout = open(log_file, "a", buffering=1) if log_file is not None and not verbose else None  # noqa: SIM115
     try:
-        yield
+        with contextlib.redirect_stdout(stdout) if stdout else contextlib.nullcontext():
+            yield
     finally:
+        if stdout:
+            stdout.close()
+        progress.close()
         for handler in handlers:
             handler.close()
         root.handlers, root_level, absl_verbosity = saved
@@ -92,6 +75,7 @@ def run(
     data_root: str,
     log_file: Optional[Path] = None,
     stream: TextIO = sys.stderr,
+    verbose: bool = False,
 ) -> LocalPaths:
     """Run the pipeline to completion; returns the paths it used.
 
@@ -122,6 +106,8 @@ def run(
         beam_pipeline_args=beam_args,
         code_versions=code_hash.code_versions(),
     )
-    with _logs_to_file(log_file, _ProgressHandler(total=len(pipeline.components), stream=stream)):
+    from pipeline.progress import ProgressHandler
+
+    with _logs_to_file(log_file, ProgressHandler(total=len(pipeline.components), stream=stream), verbose=verbose):
         BeamDagRunner().run(pipeline)
     return paths
