@@ -73,22 +73,26 @@ class _Live(_Plain):
         self.progress.console.print(text, highlight=False)
 
     def node_started(self, position: str, node: str) -> None:
+        self.position, self.trial_text = position, ""
         self.progress.update(self.pipeline_task, description=f"{position} {node}")
-        self.progress.update(self.step_task, visible=False, completed=0, total=None)
+        self.progress.reset(self.step_task, total=None, visible=False)
+
+    def node_cached(self, node: str) -> None:
+        self.cached = node
 
     def node_finished(self, node: str, seconds: float) -> None:
         self.progress.advance(self.pipeline_task)
         self.progress.update(self.step_task, visible=False)
-        super().node_finished(node, seconds)
+        how = "cached" if getattr(self, "cached", None) == node else f"done in {seconds:.1f}s"
+        self.write(f"{self.position} {node} {how}")
 
     def trial(self, node: str, trial: int, total: Optional[int]) -> None:
         self.trial_text = f"trial {trial}{f'/{total}' if total else ''} "
-        self.progress.update(self.step_task, description=f"  {self.trial_text}", visible=True)
+        self.progress.reset(self.step_task, description=f"  {self.trial_text}", total=None, visible=True)
 
     def epoch(self, node: str, epoch: int, total: int, metrics: dict[str, float]) -> None:
-        trial = getattr(self, "trial_text", "") if node == "Tuner" else ""
         self.progress.update(
-            self.step_task, description=f"  {trial}epoch {epoch}/{total} {_metrics_text(metrics)}",
+            self.step_task, description=f"  {self.trial_text}epoch {epoch}/{total} {_metrics_text(metrics)}",
             completed=epoch, total=total, visible=True,
         )
 

@@ -48,7 +48,7 @@ def test_live_display_keeps_finished_components_on_screen():
     out = io.StringIO()
     _feed(ProgressHandler(total=12, stream=out, live=True))
     text = out.getvalue()
-    assert "Transform done in" in text and "Tuner done in" in text
+    assert "[ 1/12] Transform cached" in text and "[ 2/12] Tuner done in" in text
 
 
 def test_keras_callback_reports_trials_and_epochs(caplog):
