@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import os
 import time
@@ -51,10 +52,11 @@ class ServingCore:
         self.metrics = metrics or ServingMetrics()
         self._executor = ThreadPoolExecutor(max_workers=max(4, 2 * (os.cpu_count() or 1)),
                                             thread_name_prefix="serving")
-        self._load_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="loader")
+        self._load_executor = ThreadPoolExecutor(max_workers=options.load_threads, thread_name_prefix="loader")
         self.scheduler = SharedBatchScheduler(options.batching, self.metrics) if options.enable_batching else None
         self._queues: dict[tuple[int, str], BatchQueue] = {}
-        self.manager = ModelManager(Servable, self._load_executor, self.metrics, on_unload=self._on_unload)
+        self.manager = ModelManager(functools.partial(Servable, tags=options.saved_model_tags),
+                                    self._load_executor, self.metrics, on_unload=self._on_unload)
 
     # ---- execution -----------------------------------------------------------------------------
 
@@ -106,7 +108,7 @@ class ServingCore:
 
     def _examples_signature(self, servable: Servable, signature_name: str, method: str, kind: str) -> Signature:
         signature = servable.signature(signature_name)
-        if signature.method_name != method:
+        if self.options.enable_signature_method_name_check and signature.method_name != method:
             raise invalid_argument(f"Expected {kind} signature method_name to be {method}. "
                                    f"Was: {signature.method_name}")
         spec = signature.inputs.get("inputs")
@@ -116,13 +118,26 @@ class ServingCore:
             raise invalid_argument(f"Expected input Tensor of type DT_STRING in {kind} signature.")
         return signature
 
-    async def classify(self, ref: ModelRef, signature_name: str, examples: list[bytes]
-                       ) -> tuple[Servable, Signature, np.ndarray | None, np.ndarray | None]:
-        """Classify serialized tf.Examples. Returns (servable, signature, classes[B,K] | None, scores[B,K] | None)."""
-        servable = self.servable(ref)
+    def classify_signature(self, servable: Servable, signature_name: str) -> Signature:
+        """The named signature, checked as TF Serving's PreProcessClassification checks it."""
         signature = self._examples_signature(servable, signature_name, CLASSIFY_METHOD, "classification")
         if not {"classes", "scores"} & set(signature.outputs):
             raise invalid_argument("Expected classification signature outputs to contain classes or scores.")
+        return signature
+
+    def regress_signature(self, servable: Servable, signature_name: str) -> Signature:
+        """The named signature, checked as TF Serving's PreProcessRegression checks it."""
+        signature = self._examples_signature(servable, signature_name, REGRESS_METHOD, "regression")
+        if "outputs" not in signature.outputs:
+            raise invalid_argument("No output Tensor named outputs in regression signature.")
+        return signature
+
+    async def classify(self, ref: ModelRef, signature_name: str, examples: list[bytes],
+                       servable: Servable | None = None
+                       ) -> tuple[Servable, Signature, np.ndarray | None, np.ndarray | None]:
+        """Classify serialized tf.Examples. Returns (servable, signature, classes[B,K] | None, scores[B,K] | None)."""
+        servable = servable or self.servable(ref)
+        signature = self.classify_signature(servable, signature_name)
         if not examples:
             raise invalid_argument("Invalid argument: Input is empty.")
         outputs = await self.run(servable, signature, {"inputs": np.array(examples, dtype=object)}, "Classify")
@@ -133,13 +148,11 @@ class ServingCore:
                                        f"for output {name}")
         return servable, signature, classes, scores
 
-    async def regress(self, ref: ModelRef, signature_name: str, examples: list[bytes]
-                      ) -> tuple[Servable, Signature, np.ndarray]:
+    async def regress(self, ref: ModelRef, signature_name: str, examples: list[bytes],
+                      servable: Servable | None = None) -> tuple[Servable, Signature, np.ndarray]:
         """Regress serialized tf.Examples. Returns (servable, signature, values[B])."""
-        servable = self.servable(ref)
-        signature = self._examples_signature(servable, signature_name, REGRESS_METHOD, "regression")
-        if "outputs" not in signature.outputs:
-            raise invalid_argument("No output Tensor named outputs in regression signature.")
+        servable = servable or self.servable(ref)
+        signature = self.regress_signature(servable, signature_name)
         if not examples:
             raise invalid_argument("Invalid argument: Input is empty.")
         outputs = await self.run(servable, signature, {"inputs": np.array(examples, dtype=object)}, "Regress")

@@ -4,6 +4,8 @@
 and label (plus `model_version`, so tests can tell which version answered); `serving_examples`,
 `classification` (method_name rewritten to tensorflow/serving/classify), `regression` (.../regress),
 and two extra signatures for codec corners: `echo` (a `_bytes` output) and `add` (two inputs).
+Also TF Serving's own test models: a TF1 `half_plus_three` (tf.compat.v1 + SavedModelBuilder, a
+ParseExample graph) and a native TF2 `half_plus_two`.
 """
 from __future__ import annotations
 
@@ -94,3 +96,82 @@ def example_bytes(image: bytes) -> bytes:
     """A serialized tf.Example with the `image` feature the examples signatures parse."""
     feature = tf.train.Feature(bytes_list=tf.train.BytesList(value=[image]))
     return tf.train.Example(features=tf.train.Features(feature={"image": feature})).SerializeToString()
+
+
+def _half_example_features() -> dict:
+    # TF Serving's testdata/saved_model_half_plus_two.py feature spec.
+    return {"x": tf.io.FixedLenFeature([1], tf.float32),
+            "x2": tf.io.FixedLenFeature([1], tf.float32, default_value=[0.0])}
+
+
+def save_tf1_half_plus_three(export_dir: Path) -> Path:
+    """TF Serving's TF1 `saved_model_half_plus_three`: y = 0.5 x + 3 behind a ParseExample graph.
+
+    Built with tf.compat.v1 and SavedModelBuilder as TF Serving's testdata generator builds it
+    (predict x -> y as serving_default; classify/regress signatures take serialized tf.Examples).
+    """
+    v1 = tf.compat.v1
+    builder = v1.saved_model.builder.SavedModelBuilder(str(export_dir))
+    with tf.Graph().as_default(), v1.Session() as sess:
+        a, b, c = v1.Variable(0.5, name="a"), v1.Variable(3.0, name="b"), v1.Variable(4.0, name="c")
+        serialized = v1.placeholder(tf.string, name="tf_example", shape=[None])
+        parsed = v1.parse_example(serialized, _half_example_features())
+        x = tf.identity(parsed["x"], name="x")
+        y = tf.identity(a * x + b, name="y")
+        y2 = tf.identity(a * x + c, name="y2")
+        utils = v1.saved_model.signature_def_utils
+        regress, classify = utils.regression_signature_def(serialized, y), \
+            utils.classification_signature_def(serialized, None, y)
+        # Keyed as in TF Serving's testdata, so its REST docs' :regress/:classify requests replay as is.
+        sigs = {"serving_default": utils.predict_signature_def({"x": x}, {"y": y}),
+                "tensorflow/serving/regress": regress, "regress_x_to_y": regress,
+                "regress_x_to_y2": utils.regression_signature_def(serialized, y2),
+                "tensorflow/serving/classify": classify, "classify_x_to_y": classify}
+        sess.run(v1.global_variables_initializer())
+        builder.add_meta_graph_and_variables(sess, [v1.saved_model.tag_constants.SERVING], signature_def_map=sigs)
+    builder.save()
+    return export_dir
+
+
+class HalfPlusTwo(tf.Module):
+    """TF Serving's native TF2 half_plus_two: every signature has method_name predict."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b, self.c = tf.Variable(0.5), tf.Variable(2.0), tf.Variable(3.0)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 1], tf.float32)])
+    def predict(self, x):
+        return {"y": self.a * x + self.b}
+
+    def _x(self, examples: tf.Tensor) -> tf.Tensor:
+        return tf.io.parse_example(examples, _half_example_features())["x"]
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def regress(self, inputs):
+        return {"outputs": self.a * self._x(inputs) + self.b}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def regress_y2(self, inputs):
+        return {"outputs": self.a * self._x(inputs) + self.c}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def classify(self, inputs):
+        return {"scores": self.a * self._x(inputs) + self.b}
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 1], tf.float32)])
+    def matmul(self, x):
+        return {"y": tf.matmul(x, tf.ones([1, 1]))}
+
+
+def save_tf2_half_plus_two(export_dir: Path) -> Path:
+    model = HalfPlusTwo()
+    tf.saved_model.save(model, str(export_dir), signatures={
+        "serving_default": model.predict, "regress_x_to_y": model.regress, "regress_x_to_y2": model.regress_y2,
+        "classify_x_to_y": model.classify, "matmul": model.matmul})
+    return export_dir
+
+
+def half_example(x: float) -> bytes:
+    feature = tf.train.Feature(float_list=tf.train.FloatList(value=[x]))
+    return tf.train.Example(features=tf.train.Features(feature={"x": feature})).SerializeToString()

@@ -40,7 +40,7 @@ model_config_list {
 @pytest.mark.parametrize("text,message", [
     ('model_config_list { config { name: "a" } }', "has no base_path"),
     ('model_config_list { config { name: "a" base_path: "/x" } config { name: "a" base_path: "/y" } }', "duplicate"),
-    ('model_config_list { config { nme: "a" } }', "not a valid ModelServerConfig"),
+    ('model_config_list { config { nme: "a" } }', "Error parsing text-format tensorflow.serving.ModelServerConfig"),
     ('model_config_list { config { name: "a" base_path: "/x" model_platform: "pytorch" } }', "only model_platform"),
 ])
 def test_invalid_model_config_files(tmp_path, text, message):
