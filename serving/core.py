@@ -18,7 +18,7 @@ from tensorflow.core.framework import types_pb2
 
 from serving.batching import BatchQueue, SharedBatchScheduler
 from serving.codec import check_input_keys
-from serving.errors import ServingError, invalid_argument
+from serving.errors import Code, ServingError, invalid_argument
 from serving.flags import ServerOptions
 from serving.metrics import ServingMetrics
 from serving.servable import Servable, Signature
@@ -26,6 +26,7 @@ from serving.versions import ModelManager
 
 log = logging.getLogger(__name__)
 
+PREDICT_METHOD = "tensorflow/serving/predict"
 CLASSIFY_METHOD = "tensorflow/serving/classify"
 REGRESS_METHOD = "tensorflow/serving/regress"
 
@@ -102,6 +103,10 @@ class ServingCore:
         """Predict: inputs must be exactly the signature's inputs. Returns the servable used and outputs."""
         servable = servable or self.servable(ref)
         signature = servable.signature(signature_name)
+        if self.options.enable_signature_method_name_check and \
+                signature.method_name not in (PREDICT_METHOD, CLASSIFY_METHOD, REGRESS_METHOD):
+            raise ServingError(Code.INTERNAL, "Expected prediction signature method_name to be one of "
+                               f"{{{PREDICT_METHOD}, {CLASSIFY_METHOD}, {REGRESS_METHOD}}}. Was: {signature.method_name}")
         check_input_keys(set(inputs), signature.inputs)
         outputs = await self.run(servable, signature, inputs, api)
         return servable, signature, outputs

@@ -177,7 +177,8 @@ class RestApi:
             raise invalid_argument(f"Malformed request body: {exc}")
         # TF Serving's HTTP server drops a body it cannot gunzip, so the request is parsed as an
         # empty document: 400 "JSON Parse error: The document is empty".
-        log.warning("Failed to uncompress the gzipped body: %s", exc)
+        log.warning("Failed to uncompress the gzipped body: %s", str(exc).replace("\n", " "))
+        request.content.feed_eof()  # nothing more to read: aiohttp must not drain it (and log the error again)
         return b""
 
     async def _v1(self, request: web.BaseRequest, path: str) -> web.Response:
@@ -191,6 +192,9 @@ class RestApi:
                         {"error": f"Request body larger than {self.core.options.rest_api_max_body_bytes} bytes"}))
                 except RequestPayloadError as exc:
                     body = self._undecodable_body(request, exc)
+                    response = await self._predictionish(self._ref(name, version, label), method.lower(), body)
+                    response.force_close()  # the connection's HTTP parser is broken past the bad body
+                    return response
                 ref = self._ref(name, version, label)
                 return await self._predictionish(ref, method.lower(), body)
             if request.method == "GET" and (m := MODEL_STATUS_API.fullmatch(path)):

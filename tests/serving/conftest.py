@@ -10,8 +10,10 @@ import dataclasses
 import json
 import shutil
 import socket
+import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -53,6 +55,19 @@ def http(method: str, url: str, body: bytes | dict | None = None, timeout: float
             return HttpResult(response.status, response.read(), dict(response.headers))
     except urllib.error.HTTPError as exc:
         return HttpResult(exc.code, exc.read(), dict(exc.headers))
+
+
+def wait_until_ready(url: str, process: subprocess.Popen, limit: float = 180.0) -> None:
+    """Poll `url`/readyz until it answers 200; fail if `process` exits first or `limit` seconds pass."""
+    deadline = time.monotonic() + limit
+    while True:
+        try:
+            if http("GET", f"{url}/readyz", timeout=2).status == 200:
+                return
+        except OSError:
+            pass
+        assert process.poll() is None and time.monotonic() < deadline, "server did not start"
+        time.sleep(0.2)
 
 
 class ServerThread:

@@ -115,8 +115,11 @@ def save_tf1_half_plus_three(export_dir: Path) -> Path:
     with tf.Graph().as_default(), v1.Session() as sess:
         a, b, c = v1.Variable(0.5, name="a"), v1.Variable(3.0, name="b"), v1.Variable(4.0, name="c")
         serialized = v1.placeholder(tf.string, name="tf_example", shape=[None])
-        parsed = v1.parse_example(serialized, _half_example_features())
-        x = tf.identity(parsed["x"], name="x")
+        # The v1 ParseExample op, as TF 1.x graphs have it (tf.io.parse_example now emits ParseExampleV2).
+        _, _, _, (x,) = tf.raw_ops.ParseExample(
+            serialized=serialized, names=tf.constant([], tf.string), sparse_keys=[], dense_keys=[tf.constant("x")],
+            dense_defaults=[tf.constant([], tf.float32)], sparse_types=[], dense_shapes=[[1]])
+        x = tf.identity(x, name="x")
         y = tf.identity(a * x + b, name="y")
         y2 = tf.identity(a * x + c, name="y2")
         utils = v1.saved_model.signature_def_utils
@@ -130,6 +133,21 @@ def save_tf1_half_plus_three(export_dir: Path) -> Path:
         sess.run(v1.global_variables_initializer())
         builder.add_meta_graph_and_variables(sess, [v1.saved_model.tag_constants.SERVING], signature_def_map=sigs)
     builder.save()
+    # Make it a TF 1.0-era graph like TF Serving's own half_plus_three: GraphDef producer 21, where an
+    # empty Placeholder shape means "unknown", and TensorInfos without shapes. The TF2 loader builds its
+    # feeds from those TensorInfos (scalars) and fails at load: "Shape must be rank 1 but is rank 0".
+    pb = export_dir / "saved_model.pb"
+    saved = saved_model_pb2.SavedModel()
+    saved.ParseFromString(pb.read_bytes())
+    meta_graph = saved.meta_graphs[0]
+    meta_graph.graph_def.versions.producer = 21
+    for node in meta_graph.graph_def.node:
+        if node.name == "tf_example":
+            node.attr["shape"].shape.Clear()
+    for sig in meta_graph.signature_def.values():
+        for info in sig.inputs.values():
+            info.ClearField("tensor_shape")
+    pb.write_bytes(saved.SerializeToString())
     return export_dir
 
 
@@ -165,10 +183,16 @@ class HalfPlusTwo(tf.Module):
 
 
 def save_tf2_half_plus_two(export_dir: Path) -> Path:
+    """HalfPlusTwo, plus `matmul` (needs rank 2) whose method_name is rewritten to a custom one."""
     model = HalfPlusTwo()
     tf.saved_model.save(model, str(export_dir), signatures={
         "serving_default": model.predict, "regress_x_to_y": model.regress, "regress_x_to_y2": model.regress_y2,
         "classify_x_to_y": model.classify, "matmul": model.matmul})
+    pb = export_dir / "saved_model.pb"
+    saved = saved_model_pb2.SavedModel()
+    saved.ParseFromString(pb.read_bytes())
+    saved.meta_graphs[0].signature_def["matmul"].method_name = "custom/matmul"
+    pb.write_bytes(saved.SerializeToString())
     return export_dir
 
 

@@ -7,6 +7,7 @@ import json
 
 import grpc
 import pytest
+import tensorflow as tf
 from tensorflow_serving.apis import (classification_pb2, inference_pb2, prediction_service_pb2_grpc,
                                      regression_pb2)
 
@@ -52,7 +53,9 @@ def test_the_model_not_the_codec_rejects_a_shape_it_cannot_take(compat_server):
 
 # ---- TF1 SavedModels ------------------------------------------------------------------------------
 
-def test_tf1_model_loads_with_the_v1_loader_and_tf2_with_the_tf2_loader(compat_server):
+def test_tf1_model_loads_with_the_v1_loader_and_tf2_with_the_tf2_loader(compat_server, half_models):
+    with pytest.raises(ValueError, match="Shape must be rank 1 but is rank 0"):
+        tf.saved_model.load(str(half_models / "half_plus_three" / "123"))  # why the v1 loader is needed
     core = compat_server.server.core
     assert core.servable(ModelRef("half_plus_three"))._session is not None
     assert core.servable(ModelRef("half_plus_two"))._session is None
@@ -110,6 +113,11 @@ def test_with_the_check_predict_signatures_are_refused(half_models, tmp_path):
                                                        "tensorflow/serving/regress. Was: tensorflow/serving/predict"})
         tf1 = http("POST", f"{server.url}/v1/models/half_plus_three:regress", _examples_body("regress_x_to_y", 1.0))
         assert tf1.json() == {"results": [3.5]}
+        custom = predict(server, "half_plus_two", {"signature_name": "matmul", "instances": [[1.0]]})
+        assert (custom.status, custom.json()) == (500, {"error": (
+            "Expected prediction signature method_name to be one of {tensorflow/serving/predict, "
+            "tensorflow/serving/classify, tensorflow/serving/regress}. Was: custom/matmul")})
+        assert predict(server, "half_plus_two", {"instances": [1.0]}).json() == {"predictions": [2.5]}
     finally:
         server.stop()
 
@@ -213,6 +221,7 @@ def test_gzip_bodies_valid_and_invalid(compat_server):
     assert (valid.status, valid.json()) == (200, {"predictions": [2.5]})
     invalid = predict(compat_server, "half_plus_two", b"not gzip at all", headers={"Content-Encoding": "gzip"})
     assert (invalid.status, invalid.json()) == (400, {"error": "JSON Parse error: The document is empty"})
+    assert invalid.headers["Connection"] == "close"  # the rest of that connection cannot be parsed
     truncated = predict(compat_server, "half_plus_two", gzip.compress(body)[:12], headers={"Content-Encoding": "gzip"})
     assert truncated.status == 400 and truncated.json()["error"].startswith("JSON Parse error")
     empty = predict(compat_server, "half_plus_two", b"")

@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import grpc
@@ -14,7 +13,7 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from conftest import free_port, half_models_config, http
+from conftest import free_port, half_models_config, wait_until_ready
 from serving.cli import serve_main
 from serving.flags import (UNSUPPORTED_FLAGS, ConfigError, build_parser, parse_grpc_channel_arguments,
                            parse_server_options)
@@ -92,15 +91,7 @@ def test_tf_serving_launch_line_with_socket_channel_args_and_unsupported_flags(h
          "--rest_api_num_threads=8", "--enable_model_warmup=false", "--tensorflow_intra_op_parallelism=2"],
         cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if http("GET", f"http://127.0.0.1:{rest}/readyz", timeout=2).status == 200:
-                    break
-            except OSError:
-                pass
-            assert process.poll() is None and time.monotonic() < deadline, "server did not start"
-            time.sleep(0.2)
+        wait_until_ready(f"http://127.0.0.1:{rest}", process)
         request = predict_pb2.PredictRequest()
         request.model_spec.name = "half_plus_two"
         request.inputs["x"].CopyFrom(tf.make_tensor_proto(np.array([[1.0], [5.0]], np.float32)))
