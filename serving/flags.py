@@ -224,7 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model_config_file_poll_wait_seconds", type=float, default=0.0,
                    help="Seconds between re-reads of --model_config_file; 0 reads it once.")
     p.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0,
-                   help="Seconds between scans of the base paths for new versions.")
+                   help="Seconds between scans of the base paths for new versions; 0 scans only until "
+                        "every model is available.")
     p.add_argument("--port", type=int, default=8500, help="gRPC port; 0 disables gRPC.")
     p.add_argument("--rest_api_port", type=int, default=8501, help="REST port; 0 disables REST.")
     p.add_argument("--host", default="127.0.0.1",
@@ -336,8 +337,9 @@ def parse_server_options(argv: list[str]) -> ServerOptions:
     if args.port == 0 and args.rest_api_port == 0 and not args.grpc_socket_path:
         raise ConfigError("--port and --rest_api_port are both 0 and there is no --grpc_socket_path: "
                           "nothing to serve on")
-    if args.file_system_poll_wait_seconds <= 0:
-        raise ConfigError("--file_system_poll_wait_seconds must be > 0")
+    if args.file_system_poll_wait_seconds < 0:
+        raise ConfigError("--file_system_poll_wait_seconds must be >= 0 (TF Serving reserves negative values "
+                          "for its tests)")
     if args.rest_api_timeout_in_ms < 0 or args.rest_api_max_body_bytes < 1:
         raise ConfigError("--rest_api_timeout_in_ms must be >= 0 and --rest_api_max_body_bytes >= 1")
     batching = BatchingOptions()

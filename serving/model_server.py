@@ -88,7 +88,8 @@ class ModelServer:
                     raise StartupError(f"cannot bind gRPC address {address}") from exc
             await self._grpc.start()
             log.info("gRPC listening on %s", ", ".join(addresses))
-        self._tasks.append(asyncio.create_task(self._poll_versions()))
+        if self.options.file_system_poll_wait_seconds > 0:  # 0: TF Serving polls once, not periodically
+            self._tasks.append(asyncio.create_task(self._poll_versions()))
         if self.options.model_config_file and self.options.model_config_file_poll_wait_seconds > 0:
             self._tasks.append(asyncio.create_task(self._poll_config()))
 
@@ -107,7 +108,7 @@ class ModelServer:
                          "saved_model.pb yet under %s)", ", ".join(missing),
                          ", ".join(manager.models[n].config.base_path for n in missing))
                 waited_log = True
-            await asyncio.sleep(self.options.file_system_poll_wait_seconds)
+            await asyncio.sleep(self.options.file_system_poll_wait_seconds or 1.0)
             await manager.poll_once()
 
     async def _poll_versions(self) -> None:

@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from conftest import free_port, half_models_config, wait_until_ready
+from conftest import free_port, half_models_config, http, start_server, wait_until_ready
 from serving.cli import serve_main
 from serving.flags import (UNSUPPORTED_FLAGS, ConfigError, build_parser, parse_grpc_channel_arguments,
                            parse_server_options)
@@ -112,3 +112,18 @@ def test_tf_serving_launch_line_with_socket_channel_args_and_unsupported_flags(h
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_file_system_poll_wait_seconds_0_polls_once_as_tf_serving(half_models, tmp_path):
+    assert parse_server_options(["--model_base_path=/m", "--file_system_poll_wait_seconds=0"]) \
+        .file_system_poll_wait_seconds == 0
+    with pytest.raises(ConfigError, match="--file_system_poll_wait_seconds must be >= 0"):
+        parse_server_options(["--model_base_path=/m", "--file_system_poll_wait_seconds=-1"])
+    server = start_server(model_name="half_plus_two", model_base_path=str(half_models / "half_plus_two"),
+                          file_system_poll_wait_seconds=0)
+    try:
+        assert http("POST", f"{server.url}/v1/models/half_plus_two:predict", {"instances": [1.0]}).json() == \
+            {"predictions": [2.5]}
+        assert server.server._tasks == []  # no periodic version poll
+    finally:
+        server.stop()
