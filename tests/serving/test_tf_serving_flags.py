@@ -1,6 +1,7 @@
 """Every tensorflow_model_server flag starts the server: implemented ones act, the others warn."""
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -15,6 +16,7 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from conftest import free_port, half_models_config, http, start_server, wait_until_ready
 from serving.cli import serve_main
+from serving.model_server import ModelServer, StartupError
 from serving.flags import (UNSUPPORTED_FLAGS, ConfigError, build_parser, parse_grpc_channel_arguments,
                            parse_server_options)
 
@@ -127,3 +129,19 @@ def test_file_system_poll_wait_seconds_0_polls_once_as_tf_serving(half_models, t
         assert server.server._tasks == []  # no periodic version poll
     finally:
         server.stop()
+
+
+def test_saved_model_tags_choose_the_meta_graph(half_models):
+    options = parse_server_options(["--model_name=half_plus_two", f"--model_base_path={half_models / 'half_plus_two'}",
+                                    "--port=0", f"--rest_api_port={free_port()}", "--saved_model_tags=serve,gpu"])
+    assert options.saved_model_tags == ("serve", "gpu")
+
+    async def start_and_stop() -> None:
+        server = ModelServer(options, drain_seconds=1)
+        try:
+            with pytest.raises(StartupError, match=r"Could not find meta graph def matching supplied tags: "
+                                                   r"\{ serve gpu \}"):
+                await server.start()
+        finally:
+            await server.stop()
+    asyncio.run(start_and_stop())
