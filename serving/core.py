@@ -14,7 +14,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from tensorflow.core.framework import types_pb2
 
 from serving.batching import BatchQueue, SharedBatchScheduler
 from serving.codec import check_input_keys
@@ -116,11 +115,10 @@ class ServingCore:
         if self.options.enable_signature_method_name_check and signature.method_name != method:
             raise invalid_argument(f"Expected {kind} signature method_name to be {method}. "
                                    f"Was: {signature.method_name}")
-        spec = signature.inputs.get("inputs")
-        if len(signature.inputs) != 1 or spec is None:
+        # No dtype check, as in TF Serving: the examples are fed as strings whatever the TensorInfo says
+        # (TF Serving's own TF1 half_plus_three declares DT_FLOAT there).
+        if len(signature.inputs) != 1 or "inputs" not in signature.inputs:
             raise invalid_argument(f"Expected one input Tensor named inputs in {kind} signature.")
-        if spec.dtype != types_pb2.DT_STRING:
-            raise invalid_argument(f"Expected input Tensor of type DT_STRING in {kind} signature.")
         return signature
 
     def classify_signature(self, servable: Servable, signature_name: str) -> Signature:

@@ -163,11 +163,13 @@ class Servable:
         feeds, fetches, call = signature.function  # type: ignore[misc]
         args = []
         for alias in feeds:
-            spec = signature.inputs[alias]
-            try:
-                args.append(np.asarray(inputs[alias], dtype=spec.numpy_dtype))
-            except (TypeError, ValueError) as exc:
-                raise invalid_argument(f"input {alias}: {exc}") from exc
+            array = inputs[alias]
+            if array.dtype != object:  # strings (serialized examples included) go in as they are
+                try:
+                    array = np.asarray(array, dtype=signature.inputs[alias].numpy_dtype)
+                except (TypeError, ValueError) as exc:
+                    raise invalid_argument(f"input {alias}: {exc}") from exc
+            args.append(array)
         try:
             values = call(*args)
         except tf.errors.OpError as exc:

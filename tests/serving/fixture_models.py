@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import saved_model_pb2
 
 LABELS = ["zero", "one", "two"]
@@ -147,6 +148,8 @@ def save_tf1_half_plus_three(export_dir: Path) -> Path:
     for sig in meta_graph.signature_def.values():
         for info in sig.inputs.values():
             info.ClearField("tensor_shape")
+    # ...and, as there, the examples input of tensorflow/serving/regress is declared DT_FLOAT.
+    meta_graph.signature_def["tensorflow/serving/regress"].inputs["inputs"].dtype = types_pb2.DT_FLOAT
     pb.write_bytes(saved.SerializeToString())
     return export_dir
 

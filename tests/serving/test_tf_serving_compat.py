@@ -226,3 +226,16 @@ def test_gzip_bodies_valid_and_invalid(compat_server):
     assert truncated.status == 400 and truncated.json()["error"].startswith("JSON Parse error")
     empty = predict(compat_server, "half_plus_two", b"")
     assert (empty.status, empty.json()) == (400, {"error": "JSON Parse error: The document is empty"})
+
+
+def test_tf1_and_rank_1_requests_through_the_batching_queue(half_models, tmp_path):
+    server = start_server(model_config_file=str(half_models_config(half_models, tmp_path)),
+                          file_system_poll_wait_seconds=3600, enable_batching=True)
+    try:
+        for model, offset in (("half_plus_three", 3.0), ("half_plus_two", 2.0)):
+            r = predict(server, model, {"instances": [1.0, 2.0, 5.0]})
+            assert r.json() == {"predictions": [0.5 * v + offset for v in (1.0, 2.0, 5.0)]}
+        regress = http("POST", f"{server.url}/v1/models/half_plus_three:regress", _examples_body("regress_x_to_y", 4.0))
+        assert regress.json() == {"results": [5.0]}
+    finally:
+        server.stop()
