@@ -7,7 +7,7 @@ import logging
 import signal
 import sys
 
-from serving.flags import ConfigError, parse_server_options
+from serving.flags import ConfigError, VersionRequested, parse_server_options, version_text
 
 log = logging.getLogger("serving")
 
@@ -20,6 +20,11 @@ def serve_main(argv: list[str]) -> int:
     except ConfigError as exc:
         print(f"lenspipe serve: {exc}", file=sys.stderr)
         return 2
+    except VersionRequested:
+        print(version_text())
+        return 0
+    for line in options.warnings:
+        print(f"lenspipe serve: {line}", file=sys.stderr)
     from serving.model_server import ModelServer, StartupError  # imports TensorFlow: after flag checks
 
     async def run() -> int:

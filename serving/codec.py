@@ -3,12 +3,16 @@
 Requests: row format `instances` (a list, one item per batch row; items are objects keyed by input
 name, or bare values when the signature has one input) or columnar `inputs`. String tensors take
 UTF-8 strings or `{"b64": ...}`. Responses: `predictions` for row requests, `outputs` for columnar;
-a string output whose alias ends in `_bytes` is written as `{"b64": ...}`.
+a string output whose alias ends in `_bytes` is written as `{"b64": ...}`. Float NaN and infinities
+are read and written as TF Serving's RapidJSON does: bare `NaN`, `Infinity`, `-Infinity`. Input shapes
+come from the JSON alone: as in TF Serving, the model (not the codec) decides what shapes it takes.
 """
 from __future__ import annotations
 
 import base64
 import binascii
+import json
+import math
 import re
 from typing import Any
 
@@ -21,14 +25,25 @@ from serving.servable import TensorSpec
 
 _DUMPS_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 _WEBSAFE_B64 = re.compile(r"[A-Za-z0-9_-]*={0,2}")
+_NONFINITE_TOKEN = re.compile(rb"NaN|Infinity")
+_NULL = re.compile(rb"null")
 
 
 def parse_json_body(body: bytes) -> dict[str, Any]:
     """Parse a request body; TF Serving rejects anything but a JSON object with INVALID_ARGUMENT."""
+    if not body:
+        raise invalid_argument("JSON Parse error: The document is empty")
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise invalid_argument(f"JSON Parse error: {exc}") from None
+        # orjson is strict JSON; TF Serving parses with kParseNanAndInfFlag. Python's json reads
+        # NaN/Infinity/-Infinity, and is only tried when such a token is there (not on the hot path).
+        if not _NONFINITE_TOKEN.search(body):
+            raise invalid_argument(f"JSON Parse error: {exc}") from None
+        try:
+            doc = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            raise invalid_argument(f"JSON Parse error: {exc}") from None
     if not isinstance(doc, dict):
         raise invalid_argument("JSON Parse error: The document root must be an object.")
     return doc
@@ -42,7 +57,34 @@ def signature_name_of(doc: dict[str, Any]) -> str:
 
 
 def dumps(doc: Any) -> bytes:
-    return orjson.dumps(doc, option=_DUMPS_OPTIONS)
+    """JSON for a response document; non-finite floats as NaN/Infinity/-Infinity (orjson writes null)."""
+    body = orjson.dumps(doc, option=_DUMPS_OPTIONS)
+    if b"null" in body:  # rare: only then look for the non-finite values that became null
+        body = orjson.dumps(_nonfinite_as_fragments(doc), option=_DUMPS_OPTIONS)
+    return body
+
+
+def _nonfinite_token(value: float) -> bytes:
+    return b"NaN" if math.isnan(value) else b"-Infinity" if value < 0 else b"Infinity"
+
+
+def _nonfinite_as_fragments(value: Any) -> Any:
+    """`value` with every float array/scalar holding NaN or Inf replaced by pre-rendered JSON."""
+    if isinstance(value, dict):
+        return {k: _nonfinite_as_fragments(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_nonfinite_as_fragments(v) for v in value]
+    if isinstance(value, np.ndarray) and value.dtype.kind == "f" and value.size:
+        bad = ~np.isfinite(value)
+        if not bad.any():
+            return value
+        # A numeric array's JSON has no strings, so its nulls are exactly its non-finite values, in
+        # C order; finite values keep orjson's shortest float32 formatting.
+        tokens = iter([_nonfinite_token(v) for v in value[bad].tolist()])
+        return orjson.Fragment(_NULL.sub(lambda _: next(tokens), orjson.dumps(value, option=_DUMPS_OPTIONS)))
+    if isinstance(value, (float, np.floating)) and not math.isfinite(value):
+        return orjson.Fragment(_nonfinite_token(float(value)))
+    return value
 
 
 def _is_b64(value: Any) -> bool:
@@ -116,17 +158,6 @@ def to_array(value: Any, spec: TensorSpec, alias: str) -> np.ndarray:
     return raw.astype(target, copy=False)
 
 
-def _check_rank(array: np.ndarray, spec: TensorSpec, alias: str, batched: bool) -> None:
-    if spec.shape is None:
-        return
-    if array.ndim != len(spec.shape):
-        raise invalid_argument(f"input {alias}: expected rank {len(spec.shape)} "
-                               f"(shape {list(spec.shape)}), got shape {list(array.shape)}")
-    for got, want in zip(array.shape[1 if batched else 0:], spec.shape[1 if batched else 0:]):
-        if want >= 0 and got != want:
-            raise invalid_argument(f"input {alias}: expected shape {list(spec.shape)}, got {list(array.shape)}")
-
-
 def parse_predict_request(doc: dict[str, Any], inputs: dict[str, TensorSpec]) -> tuple[dict[str, np.ndarray], bool]:
     """Build input arrays from a predict body. Returns (arrays, row_format)."""
     has_instances, has_inputs = "instances" in doc, "inputs" in doc
@@ -146,7 +177,7 @@ def _from_instances(instances: Any, inputs: dict[str, TensorSpec]) -> dict[str, 
         raise invalid_argument("No values in 'instances' list")
     named = isinstance(instances[0], dict) and not _is_b64(instances[0])
     if not named:
-        return _single_input(instances, inputs, batched=True, what="'instances' list as a list of values")
+        return _single_input(instances, inputs, what="'instances' list as a list of values")
     columns: dict[str, list[Any]] = {alias: [] for alias in instances[0]}
     for index, item in enumerate(instances):
         if not isinstance(item, dict) or _is_b64(item):
@@ -156,33 +187,30 @@ def _from_instances(instances: Any, inputs: dict[str, TensorSpec]) -> dict[str, 
                                    f"{_short(list(item))} keys differ from item 0: {_short(list(columns))}")
         for alias, value in item.items():
             columns[alias].append(value)
-    return _named_arrays(columns, inputs, batched=True)
+    return _named_arrays(columns, inputs)
 
 
 def _from_inputs(value: Any, inputs: dict[str, TensorSpec]) -> dict[str, np.ndarray]:
     if isinstance(value, dict) and not _is_b64(value):
-        return _named_arrays(value, inputs, batched=False)
-    return _single_input(value, inputs, batched=False, what="'inputs' as a single value")
+        return _named_arrays(value, inputs)
+    return _single_input(value, inputs, what="'inputs' as a single value")
 
 
-def _single_input(value: Any, inputs: dict[str, TensorSpec], batched: bool, what: str) -> dict[str, np.ndarray]:
+def _single_input(value: Any, inputs: dict[str, TensorSpec], what: str) -> dict[str, np.ndarray]:
     """A bare (unnamed) value feeds the signature's only input."""
     if len(inputs) != 1:
         raise invalid_argument(f"To process {what}, signature must have exactly one input, but has {len(inputs)}")
     alias, spec = next(iter(inputs.items()))
-    array = to_array(value, spec, alias)
-    _check_rank(array, spec, alias, batched)
-    return {alias: array}
+    return {alias: to_array(value, spec, alias)}
 
 
-def _named_arrays(values: dict[str, Any], inputs: dict[str, TensorSpec], batched: bool) -> dict[str, np.ndarray]:
+def _named_arrays(values: dict[str, Any], inputs: dict[str, TensorSpec]) -> dict[str, np.ndarray]:
     arrays = {}
     for alias, value in values.items():
         spec = inputs.get(alias)
         if spec is None:
             continue  # reported with the full extra/missing sets by check_input_keys
         arrays[alias] = to_array(value, spec, alias)
-        _check_rank(arrays[alias], spec, alias, batched)
     extra = sorted(set(values) - set(inputs))
     if extra:
         check_input_keys(set(values), inputs)

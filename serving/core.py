@@ -7,17 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from tensorflow.core.framework import types_pb2
 
 from serving.batching import BatchQueue, SharedBatchScheduler
 from serving.codec import check_input_keys
-from serving.errors import ServingError, invalid_argument
+from serving.errors import Code, ServingError, invalid_argument
 from serving.flags import ServerOptions
 from serving.metrics import ServingMetrics
 from serving.servable import Servable, Signature
@@ -25,6 +25,7 @@ from serving.versions import ModelManager
 
 log = logging.getLogger(__name__)
 
+PREDICT_METHOD = "tensorflow/serving/predict"
 CLASSIFY_METHOD = "tensorflow/serving/classify"
 REGRESS_METHOD = "tensorflow/serving/regress"
 
@@ -51,10 +52,11 @@ class ServingCore:
         self.metrics = metrics or ServingMetrics()
         self._executor = ThreadPoolExecutor(max_workers=max(4, 2 * (os.cpu_count() or 1)),
                                             thread_name_prefix="serving")
-        self._load_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="loader")
+        self._load_executor = ThreadPoolExecutor(max_workers=options.load_threads, thread_name_prefix="loader")
         self.scheduler = SharedBatchScheduler(options.batching, self.metrics) if options.enable_batching else None
         self._queues: dict[tuple[int, str], BatchQueue] = {}
-        self.manager = ModelManager(Servable, self._load_executor, self.metrics, on_unload=self._on_unload)
+        self.manager = ModelManager(functools.partial(Servable, tags=options.saved_model_tags),
+                                    self._load_executor, self.metrics, on_unload=self._on_unload)
 
     # ---- execution -----------------------------------------------------------------------------
 
@@ -100,29 +102,45 @@ class ServingCore:
         """Predict: inputs must be exactly the signature's inputs. Returns the servable used and outputs."""
         servable = servable or self.servable(ref)
         signature = servable.signature(signature_name)
+        if self.options.enable_signature_method_name_check and \
+                signature.method_name not in (PREDICT_METHOD, CLASSIFY_METHOD, REGRESS_METHOD):
+            raise ServingError(Code.INTERNAL, "Expected prediction signature method_name to be one of "
+                               f"{{{PREDICT_METHOD}, {CLASSIFY_METHOD}, {REGRESS_METHOD}}}. Was: {signature.method_name}")
         check_input_keys(set(inputs), signature.inputs)
         outputs = await self.run(servable, signature, inputs, api)
         return servable, signature, outputs
 
     def _examples_signature(self, servable: Servable, signature_name: str, method: str, kind: str) -> Signature:
         signature = servable.signature(signature_name)
-        if signature.method_name != method:
+        if self.options.enable_signature_method_name_check and signature.method_name != method:
             raise invalid_argument(f"Expected {kind} signature method_name to be {method}. "
                                    f"Was: {signature.method_name}")
-        spec = signature.inputs.get("inputs")
-        if len(signature.inputs) != 1 or spec is None:
+        # No dtype check, as in TF Serving: the examples are fed as strings whatever the TensorInfo says
+        # (TF Serving's own TF1 half_plus_three declares DT_FLOAT there).
+        if len(signature.inputs) != 1 or "inputs" not in signature.inputs:
             raise invalid_argument(f"Expected one input Tensor named inputs in {kind} signature.")
-        if spec.dtype != types_pb2.DT_STRING:
-            raise invalid_argument(f"Expected input Tensor of type DT_STRING in {kind} signature.")
         return signature
 
-    async def classify(self, ref: ModelRef, signature_name: str, examples: list[bytes]
-                       ) -> tuple[Servable, Signature, np.ndarray | None, np.ndarray | None]:
-        """Classify serialized tf.Examples. Returns (servable, signature, classes[B,K] | None, scores[B,K] | None)."""
-        servable = self.servable(ref)
+    def classify_signature(self, servable: Servable, signature_name: str) -> Signature:
+        """The named signature, checked as TF Serving's PreProcessClassification checks it."""
         signature = self._examples_signature(servable, signature_name, CLASSIFY_METHOD, "classification")
         if not {"classes", "scores"} & set(signature.outputs):
             raise invalid_argument("Expected classification signature outputs to contain classes or scores.")
+        return signature
+
+    def regress_signature(self, servable: Servable, signature_name: str) -> Signature:
+        """The named signature, checked as TF Serving's PreProcessRegression checks it."""
+        signature = self._examples_signature(servable, signature_name, REGRESS_METHOD, "regression")
+        if "outputs" not in signature.outputs:
+            raise invalid_argument("No output Tensor named outputs in regression signature.")
+        return signature
+
+    async def classify(self, ref: ModelRef, signature_name: str, examples: list[bytes],
+                       servable: Servable | None = None
+                       ) -> tuple[Servable, Signature, np.ndarray | None, np.ndarray | None]:
+        """Classify serialized tf.Examples. Returns (servable, signature, classes[B,K] | None, scores[B,K] | None)."""
+        servable = servable or self.servable(ref)
+        signature = self.classify_signature(servable, signature_name)
         if not examples:
             raise invalid_argument("Invalid argument: Input is empty.")
         outputs = await self.run(servable, signature, {"inputs": np.array(examples, dtype=object)}, "Classify")
@@ -133,13 +151,11 @@ class ServingCore:
                                        f"for output {name}")
         return servable, signature, classes, scores
 
-    async def regress(self, ref: ModelRef, signature_name: str, examples: list[bytes]
-                      ) -> tuple[Servable, Signature, np.ndarray]:
+    async def regress(self, ref: ModelRef, signature_name: str, examples: list[bytes],
+                      servable: Servable | None = None) -> tuple[Servable, Signature, np.ndarray]:
         """Regress serialized tf.Examples. Returns (servable, signature, values[B])."""
-        servable = self.servable(ref)
-        signature = self._examples_signature(servable, signature_name, REGRESS_METHOD, "regression")
-        if "outputs" not in signature.outputs:
-            raise invalid_argument("No output Tensor named outputs in regression signature.")
+        servable = servable or self.servable(ref)
+        signature = self.regress_signature(servable, signature_name)
         if not examples:
             raise invalid_argument("Invalid argument: Input is empty.")
         outputs = await self.run(servable, signature, {"inputs": np.array(examples, dtype=object)}, "Regress")

@@ -1,5 +1,9 @@
 """Server flags (TF Serving's names and defaults) and the text-proto config files they point at.
 
+Every `tensorflow_model_server` flag (model_servers/main.cc) parses, so TF Serving launch scripts run
+unchanged; the ones for features lenspipe lacks are listed in UNSUPPORTED_FLAGS and each draws one
+warning line at start-up instead of an exit.
+
 Config files are parsed with protobuf's text_format into TF Serving's own message types:
 `ModelServerConfig` comes from the tensorflow-serving-api wheel; `BatchingParameters` and
 `MonitoringConfig` are not shipped in that wheel, so they are declared here from TF Serving's
@@ -58,6 +62,21 @@ class ConfigError(ValueError):
     """A flag or config file is invalid; the message names the flag or file."""
 
 
+class VersionRequested(Exception):
+    """`--version` was given: print version_text() and exit 0, as tensorflow_model_server does."""
+
+
+def version_text() -> str:
+    from importlib import metadata
+
+    def version(dist: str) -> str:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return "unknown"
+    return f"TensorFlow ModelServer: lenspipe-{version('lenspipe')}\nTensorFlow Library: {version('tensorflow')}"
+
+
 @dataclasses.dataclass(frozen=True)
 class BatchingOptions:
     """Dynamic batching knobs; defaults are TF Serving's (BatchingParameters comments)."""
@@ -101,6 +120,11 @@ class ServerOptions:
     rest_api_enable_cors_support: bool = False
     rest_api_max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     load_threads: int = 1
+    grpc_socket_path: str = ""
+    grpc_channel_arguments: tuple[tuple[str, int | str], ...] = ()
+    enable_signature_method_name_check: bool = False
+    saved_model_tags: tuple[str, ...] = ("serve",)
+    warnings: tuple[str, ...] = ()  # one line per accepted-but-ignored TF Serving flag
 
 
 def _read_text_proto(path: str, message: Message, flag: str) -> Message:
@@ -111,7 +135,12 @@ def _read_text_proto(path: str, message: Message, flag: str) -> Message:
     try:
         return text_format.Parse(text, message)
     except text_format.ParseError as exc:
-        raise ConfigError(f"{flag}: {path} is not a valid {message.DESCRIPTOR.name} text proto: {exc}") from exc
+        # The two lines TF Serving logs (libprotobuf's parser error, then ParseProtoTextFile's status),
+        # joined into one, so log alerts written for TF Serving still match.
+        detail = str(exc).split(" : ", 1)[-1]
+        where = f"{exc.GetLine()}:{exc.GetColumn()}: " if exc.GetLine() > 0 else ""
+        raise ConfigError(f"{flag}: Error parsing text-format {message.DESCRIPTOR.full_name}: {where}{detail} "
+                          f"Invalid protobuf file: '{path}'") from exc
 
 
 def read_model_server_config(path: str) -> model_server_config_pb2.ModelServerConfig:
@@ -195,7 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model_config_file_poll_wait_seconds", type=float, default=0.0,
                    help="Seconds between re-reads of --model_config_file; 0 reads it once.")
     p.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0,
-                   help="Seconds between scans of the base paths for new versions.")
+                   help="Seconds between scans of the base paths for new versions; 0 scans only until "
+                        "every model is available.")
     p.add_argument("--port", type=int, default=8500, help="gRPC port; 0 disables gRPC.")
     p.add_argument("--rest_api_port", type=int, default=8501, help="REST port; 0 disables REST.")
     p.add_argument("--host", default="127.0.0.1",
@@ -211,22 +241,105 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Add CORS headers to REST responses.")
     p.add_argument("--rest_api_max_body_bytes", type=int, default=DEFAULT_MAX_BODY_BYTES,
                    help="Largest REST request body accepted (lenspipe addition); larger bodies get 413.")
+    p.add_argument("--grpc_socket_path", default="", help="Also serve gRPC on this UNIX socket path.")
+    p.add_argument("--grpc_channel_arguments", default="",
+                   help="Comma-separated key=value gRPC server arguments (e.g. grpc.max_connection_age_ms=2000).")
+    p.add_argument("--enable_signature_method_name_check", nargs="?", const=True, default=False, type=_bool_flag,
+                   help="Require method_name classify/regress for :classify/:regress (TF1 models); off serves "
+                        "native TF2 signatures, whose method_name is predict.")
+    p.add_argument("--saved_model_tags", default="serve", help="Comma-separated tags of the MetaGraphDef to load.")
+    p.add_argument("--num_load_threads", type=int, default=0, help="Threads loading versions (0 = one).")
+    p.add_argument("--allow_version_labels_for_unavailable_models", nargs="?", const=True, default=False,
+                   type=_bool_flag, help="Accepted; lenspipe always resolves labels per request.")
+    p.add_argument("--version", nargs="?", const=True, default=False, type=_bool_flag,
+                   help="Print the version and exit.")
+    for name, (kind, _, _) in UNSUPPORTED_FLAGS.items():
+        if kind is bool:
+            p.add_argument(f"--{name}", nargs="?", const=True, default=None, type=_bool_flag, help=argparse.SUPPRESS)
+        else:
+            p.add_argument(f"--{name}", type=kind, default=None, help=argparse.SUPPRESS)
     return p
+
+
+# tensorflow_model_server flags lenspipe parses but does not act on: name -> (type, the value at which
+# lenspipe behaves as TF Serving does (None: no such value), what is missing). A flag given with any
+# other value draws one warning line.
+UNSUPPORTED_FLAGS: dict[str, tuple[type, object, str]] = {
+    "rest_api_num_threads": (int, None, "REST runs on one asyncio event loop"),
+    "enable_per_model_batching_parameters": (bool, False, "per-model batching_params.pbtxt is not read"),
+    "num_unload_threads": (int, None, "versions unload on the event loop"),
+    "max_num_load_retries": (int, None, "a failed version is retried when its saved_model.pb changes"),
+    "load_retry_interval_micros": (int, None, "a failed version is retried when its saved_model.pb changes"),
+    "flush_filesystem_caches": (bool, None, "no filesystem cache flushing"),
+    "tensorflow_session_parallelism": (int, 0, "TensorFlow's default thread pools are used"),
+    "tensorflow_session_config_file": (str, "", "no Session ConfigProto"),
+    "tensorflow_intra_op_parallelism": (int, 0, "TensorFlow's default thread pools are used"),
+    "tensorflow_inter_op_parallelism": (int, 0, "TensorFlow's default thread pools are used"),
+    "use_alts_credentials": (bool, False, "no ALTS; gRPC is insecure"),
+    "ssl_config_file": (str, "", "no SSL; gRPC is insecure"),
+    "platform_config_file": (str, "", "only the TensorFlow platform"),
+    "per_process_gpu_memory_fraction": (float, 0.0, "no GPU support"),
+    "grpc_max_threads": (int, None, "gRPC runs on the asyncio event loop"),
+    "enable_model_warmup": (bool, False, "assets.extra/tf_serving_warmup_requests is not replayed"),
+    "num_request_iterations_for_warmup": (int, 0, "no model warm-up"),
+    "remove_unused_fields_from_bundle_metagraph": (bool, None, "the MetaGraphDef is kept as written"),
+    "prefer_tflite_model": (bool, False, "no TensorFlow Lite models"),
+    "num_tflite_pools": (int, None, "no TensorFlow Lite models"),
+    "num_tflite_interpreters_per_pool": (int, None, "no TensorFlow Lite models"),
+    "xla_cpu_compilation_enabled": (bool, False, "XLA JIT is not enabled"),
+    "xla_gpu_compilation_enabled": (bool, False, "XLA JIT is not enabled"),
+    "enable_profiler": (bool, False, "no profiler service"),
+    "thread_pool_factory_config_file": (str, "", "no thread pool factory"),
+    "mixed_precision": (str, "", "no mixed precision mode"),
+    "skip_initialize_tpu": (bool, None, "no TPU support"),
+    "enable_grpc_healthcheck_service": (bool, False, "no grpc.health.v1 service (use /healthz, /readyz)"),
+    "enable_serialization_as_tensor_content": (bool, False, "tensors are serialized as typed value fields"),
+}
+
+
+def _unsupported_warnings(args: argparse.Namespace) -> tuple[str, ...]:
+    lines = []
+    for name, (_, neutral, missing) in UNSUPPORTED_FLAGS.items():
+        value = getattr(args, name)
+        if value is not None and (neutral is None or value != neutral):
+            shown = str(value).lower() if isinstance(value, bool) else value
+            lines.append(f"warning: --{name}={shown} is accepted but not supported by lenspipe serve ({missing}); "
+                         "ignoring it")
+    return tuple(lines)
+
+
+def parse_grpc_channel_arguments(text: str) -> tuple[tuple[str, int | str], ...]:
+    """TF Serving's parseGrpcChannelArgs: `k=v,k=v`; a value that parses as int32 is passed as an int."""
+    result: list[tuple[str, int | str]] = []
+    for item in text.split(",") if text else []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--grpc_channel_arguments: expected key=value, got {item!r}")
+        try:
+            number = int(value)
+            result.append((key, number) if -2**31 <= number < 2**31 else (key, value))
+        except ValueError:
+            result.append((key, value))
+    return tuple(result)
 
 
 def parse_server_options(argv: list[str]) -> ServerOptions:
     """Parse and validate `lenspipe serve` flags. Raises ConfigError naming the bad flag."""
     args = build_parser().parse_args(argv)
+    if args.version:
+        raise VersionRequested()
     if not args.model_config_file and not args.model_base_path:
         raise ConfigError("either --model_base_path or --model_config_file is required")
     for flag in ("port", "rest_api_port"):
         value = getattr(args, flag)
         if not 0 <= value <= 65535:
             raise ConfigError(f"--{flag} must be in [0, 65535], got {value}")
-    if args.port == 0 and args.rest_api_port == 0:
-        raise ConfigError("--port and --rest_api_port are both 0: nothing to serve on")
-    if args.file_system_poll_wait_seconds <= 0:
-        raise ConfigError("--file_system_poll_wait_seconds must be > 0")
+    if args.port == 0 and args.rest_api_port == 0 and not args.grpc_socket_path:
+        raise ConfigError("--port and --rest_api_port are both 0 and there is no --grpc_socket_path: "
+                          "nothing to serve on")
+    if args.file_system_poll_wait_seconds < 0:
+        raise ConfigError("--file_system_poll_wait_seconds must be >= 0 (TF Serving reserves negative values "
+                          "for its tests)")
     if args.rest_api_timeout_in_ms < 0 or args.rest_api_max_body_bytes < 1:
         raise ConfigError("--rest_api_timeout_in_ms must be >= 0 and --rest_api_max_body_bytes >= 1")
     batching = BatchingOptions()
@@ -235,6 +348,9 @@ def parse_server_options(argv: list[str]) -> ServerOptions:
             raise ConfigError("--batching_parameters_file needs --enable_batching")
         batching = read_batching_parameters(args.batching_parameters_file)
     prometheus = read_monitoring_config(args.monitoring_config_file) if args.monitoring_config_file else None
+    tags = tuple(t for t in args.saved_model_tags.split(",") if t)
+    if not tags:
+        raise ConfigError("--saved_model_tags must name at least one tag")
     if args.model_config_file:
         read_model_server_config(args.model_config_file)  # fail at start-up, not at first poll
     return ServerOptions(
@@ -245,7 +361,11 @@ def parse_server_options(argv: list[str]) -> ServerOptions:
         enable_batching=args.enable_batching, batching=batching, prometheus_path=prometheus,
         rest_api_timeout_in_ms=args.rest_api_timeout_in_ms,
         rest_api_enable_cors_support=args.rest_api_enable_cors_support,
-        rest_api_max_body_bytes=args.rest_api_max_body_bytes)
+        rest_api_max_body_bytes=args.rest_api_max_body_bytes,
+        load_threads=max(1, args.num_load_threads), grpc_socket_path=args.grpc_socket_path,
+        grpc_channel_arguments=parse_grpc_channel_arguments(args.grpc_channel_arguments),
+        enable_signature_method_name_check=args.enable_signature_method_name_check,
+        saved_model_tags=tags, warnings=_unsupported_warnings(args))
 
 
 def initial_model_config(options: ServerOptions) -> model_server_config_pb2.ModelServerConfig:

@@ -14,12 +14,13 @@ import grpc
 import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, get_model_status_pb2,
-                                     model_management_pb2, model_service_pb2_grpc, predict_pb2,
+                                     inference_pb2, model_management_pb2, model_service_pb2_grpc, predict_pb2,
                                      prediction_service_pb2_grpc, regression_pb2)
 from tensorflow_serving.apis import model_pb2
 
-from serving.core import ModelRef, ServingCore, observe_request
-from serving.errors import ServingError, invalid_argument
+from serving.core import CLASSIFY_METHOD, REGRESS_METHOD, ModelRef, ServingCore, observe_request
+from serving.errors import Code, ServingError, invalid_argument
+from serving.servable import DEFAULT_SIGNATURE
 from serving.flags import ConfigError, validate_model_server_config
 from serving.server import metadata_response, status_response
 
@@ -55,6 +56,25 @@ def serialized_examples(request_input) -> list[bytes]:
             out.append(merged.SerializeToString())
         return out
     raise invalid_argument("Input is empty.")
+
+
+def fill_classifications(result: classification_pb2.ClassificationResult, classes: np.ndarray | None,
+                         scores: np.ndarray | None) -> None:
+    ref = scores if scores is not None else classes
+    assert ref is not None
+    for i in range(ref.shape[0]):
+        row = result.classifications.add()
+        for j in range(ref.shape[1]):
+            cls = row.classes.add()
+            if classes is not None:
+                cls.label = classes[i, j].decode("utf-8", "replace")
+            if scores is not None:
+                cls.score = float(scores[i, j])
+
+
+def fill_regressions(result: regression_pb2.RegressionResult, values: np.ndarray) -> None:
+    for value in values:
+        result.regressions.add().value = float(value)
 
 
 class _Base:
@@ -106,15 +126,7 @@ class PredictionService(_Base, prediction_service_pb2_grpc.PredictionServiceServ
                 model_ref(request.model_spec), request.model_spec.signature_name, serialized_examples(request.input))
             response = classification_pb2.ClassificationResponse()
             fill_spec(response.model_spec, servable.name, servable.version, signature.name)
-            ref = scores if scores is not None else classes
-            for i in range(ref.shape[0]):
-                row = response.result.classifications.add()
-                for j in range(ref.shape[1]):
-                    cls = row.classes.add()
-                    if classes is not None:
-                        cls.label = classes[i, j].decode("utf-8", "replace")
-                    if scores is not None:
-                        cls.score = float(scores[i, j])
+            fill_classifications(response.result, classes, scores)
             return response
         return await self._call(context, request.model_spec.name, "Classify", body)
 
@@ -124,10 +136,49 @@ class PredictionService(_Base, prediction_service_pb2_grpc.PredictionServiceServ
                 model_ref(request.model_spec), request.model_spec.signature_name, serialized_examples(request.input))
             response = regression_pb2.RegressionResponse()
             fill_spec(response.model_spec, servable.name, servable.version, signature.name)
-            for value in values:
-                response.result.regressions.add().value = float(value)
+            fill_regressions(response.result, values)
             return response
         return await self._call(context, request.model_spec.name, "Regress", body)
+
+    async def MultiInference(self, request: inference_pb2.MultiInferenceRequest, context):
+        """Classify/regress tasks on one model version and one input (multi_inference.cc's checks)."""
+        async def body() -> inference_pb2.MultiInferenceResponse:
+            tasks = list(request.tasks)
+            first = tasks[0].model_spec if tasks else model_pb2.ModelSpec()
+            servable = self.core.servable(model_ref(first))
+            seen: set[str] = set()
+            for task in tasks:  # every task is checked before any runs, as TF Serving does
+                if not task.model_spec.name:
+                    raise invalid_argument("Found ModelSpec with an empty model name.")
+                if task.model_spec.name != first.name:
+                    raise invalid_argument("All ModelSpecs in a MultiInferenceRequest must access the same model name.")
+                key = task.model_spec.signature_name or DEFAULT_SIGNATURE
+                if key in seen:
+                    raise invalid_argument(f"Duplicate evaluation of signature: {key}")
+                seen.add(key)
+                if key not in servable.signature_defs:
+                    raise invalid_argument(f"Requested signature not found in model graph: {key}")
+                if task.method_name == CLASSIFY_METHOD:
+                    self.core.classify_signature(servable, key)
+                elif task.method_name == REGRESS_METHOD:
+                    self.core.regress_signature(servable, key)
+                else:
+                    raise ServingError(Code.UNIMPLEMENTED, f"Unsupported signature method_name: {task.method_name}")
+            examples = serialized_examples(request.input)
+            response = inference_pb2.MultiInferenceResponse()
+            for task in tasks:
+                ref, key = model_ref(task.model_spec), task.model_spec.signature_name
+                result = response.results.add()
+                if task.method_name == CLASSIFY_METHOD:
+                    _, _, classes, scores = await self.core.classify(ref, key, examples, servable=servable)
+                    fill_classifications(result.classification_result, classes, scores)
+                else:
+                    _, _, values = await self.core.regress(ref, key, examples, servable=servable)
+                    fill_regressions(result.regression_result, values)
+                fill_spec(result.model_spec, servable.name, servable.version, key)
+            return response
+        name = request.tasks[0].model_spec.name if request.tasks else ""
+        return await self._call(context, name, "MultiInference", body)
 
     async def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest, context):
         async def body() -> get_model_metadata_pb2.GetModelMetadataResponse:

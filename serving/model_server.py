@@ -73,18 +73,23 @@ class ModelServer:
                 raise StartupError(f"cannot bind REST port {self.options.host}:{self.options.rest_api_port}: "
                                    f"{exc.strerror}") from exc
             log.info("REST API listening on http://%s:%d", self.options.host, self.options.rest_api_port)
-        if self.options.port:
-            self._grpc = grpc.aio.server(options=[("grpc.max_receive_message_length", -1),
-                                                  ("grpc.max_send_message_length", -1)])
+        addresses = ([f"{self.options.host}:{self.options.port}"] if self.options.port else []) + \
+            ([f"unix:{self.options.grpc_socket_path}"] if self.options.grpc_socket_path else [])
+        if addresses:
+            # TF Serving lifts gRPC's message size limits, then applies --grpc_channel_arguments.
+            arguments = {"grpc.max_receive_message_length": -1, "grpc.max_send_message_length": -1,
+                         **dict(self.options.grpc_channel_arguments)}
+            self._grpc = grpc.aio.server(options=list(arguments.items()))
             add_services(self._grpc, self.core)
-            address = f"{self.options.host}:{self.options.port}"
-            try:
-                self._grpc.add_insecure_port(address)
-            except RuntimeError as exc:
-                raise StartupError(f"cannot bind gRPC port {address}") from exc
+            for address in addresses:
+                try:
+                    self._grpc.add_insecure_port(address)
+                except RuntimeError as exc:
+                    raise StartupError(f"cannot bind gRPC address {address}") from exc
             await self._grpc.start()
-            log.info("gRPC listening on %s", address)
-        self._tasks.append(asyncio.create_task(self._poll_versions()))
+            log.info("gRPC listening on %s", ", ".join(addresses))
+        if self.options.file_system_poll_wait_seconds > 0:  # 0: TF Serving polls once, not periodically
+            self._tasks.append(asyncio.create_task(self._poll_versions()))
         if self.options.model_config_file and self.options.model_config_file_poll_wait_seconds > 0:
             self._tasks.append(asyncio.create_task(self._poll_config()))
 
@@ -103,7 +108,7 @@ class ModelServer:
                          "saved_model.pb yet under %s)", ", ".join(missing),
                          ", ".join(manager.models[n].config.base_path for n in missing))
                 waited_log = True
-            await asyncio.sleep(self.options.file_system_poll_wait_seconds)
+            await asyncio.sleep(self.options.file_system_poll_wait_seconds or 1.0)
             await manager.poll_once()
 
     async def _poll_versions(self) -> None:

@@ -2,7 +2,9 @@
 
 The SignatureDefs are read from the saved_model.pb proto rather than from the loaded object, because
 TF Serving's metadata and its classify/regress checks use the proto's `method_name`, which the TF2
-loader does not expose.
+loader does not expose. TF2 SavedModels load with tf.saved_model.load; TF1 ones (no object graph:
+SavedModelBuilder, Estimator exports) load with TF's v1 loader into a Session, as TF Serving loads
+every model, because the TF2 loader cannot prune some TF1 graphs (ParseExample ones among them).
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import types_pb2
-from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
+from tensorflow.core.protobuf import config_pb2, meta_graph_pb2, saved_model_pb2
 
 from serving.errors import Code, ServingError, invalid_argument
 
@@ -52,7 +54,9 @@ class Signature:
     method_name: str
     inputs: dict[str, TensorSpec]
     outputs: dict[str, TensorSpec]
-    function: object  # a tf ConcreteFunction taking the input aliases as keyword arguments
+    # TF2: a ConcreteFunction taking the input aliases as keyword arguments; TF1: (feed aliases, fetch
+    # aliases, Session callable). The Session is freed with the servable, after in-flight calls end.
+    function: object
 
 
 def _spec(info: meta_graph_pb2.TensorInfo) -> TensorSpec:
@@ -60,8 +64,8 @@ def _spec(info: meta_graph_pb2.TensorInfo) -> TensorSpec:
     return TensorSpec(dtype=info.dtype, shape=shape)
 
 
-def read_meta_graph(export_dir: Path) -> meta_graph_pb2.MetaGraphDef:
-    """The `serve`-tagged MetaGraphDef of saved_model.pb. Raises ServingError if absent or unreadable."""
+def read_meta_graph(export_dir: Path, tags: tuple[str, ...] = (SERVE_TAG,)) -> meta_graph_pb2.MetaGraphDef:
+    """The MetaGraphDef of saved_model.pb tagged `tags`. Raises ServingError if absent or unreadable."""
     pb = export_dir / "saved_model.pb"
     if not pb.is_file():
         raise ServingError(Code.NOT_FOUND, f"Could not find SavedModel .pb or .pbtxt at supplied export directory path: {export_dir}")
@@ -71,9 +75,15 @@ def read_meta_graph(export_dir: Path) -> meta_graph_pb2.MetaGraphDef:
     except Exception as exc:  # a truncated or foreign file: DecodeError and friends
         raise ServingError(Code.DATA_LOSS, f"Could not parse {pb}: {exc}") from exc
     for meta_graph in saved_model.meta_graphs:
-        if SERVE_TAG in meta_graph.meta_info_def.tags:
+        if set(tags) <= set(meta_graph.meta_info_def.tags):
             return meta_graph
-    raise ServingError(Code.NOT_FOUND, f"Could not find meta graph def matching supplied tags: {{ serve }} in {export_dir}")
+    raise ServingError(Code.NOT_FOUND, "Could not find meta graph def matching supplied tags: "
+                                       f"{{ {' '.join(tags)} }} in {export_dir}")
+
+
+def is_tf1(meta_graph: meta_graph_pb2.MetaGraphDef) -> bool:
+    """True for a SavedModel written without an object graph (TF1's SavedModelBuilder and Estimators)."""
+    return not meta_graph.object_graph_def.nodes
 
 
 def _op_message(message: str) -> str:
@@ -86,20 +96,45 @@ def _op_message(message: str) -> str:
 class Servable:
     """A loaded version. `run` is thread-safe and blocking: call it from a worker thread, never the event loop."""
 
-    def __init__(self, name: str, version: int, export_dir: Path) -> None:
+    def __init__(self, name: str, version: int, export_dir: Path, tags: tuple[str, ...] = (SERVE_TAG,)) -> None:
         self.name, self.version, self.export_dir = name, version, export_dir
-        meta_graph = read_meta_graph(export_dir)
+        meta_graph = read_meta_graph(export_dir, tags)
         self.signature_defs = meta_graph.signature_def
-        self._loaded = tf.saved_model.load(str(export_dir), tags=[SERVE_TAG])
         self.signatures: dict[str, Signature] = {}
+        self._session: tf.compat.v1.Session | None = None
+        if is_tf1(meta_graph):
+            functions = self._load_v1(export_dir, tags)
+            self.run = self._run_v1  # type: ignore[method-assign]
+        else:
+            self._loaded = tf.saved_model.load(str(export_dir), tags=list(tags))
+            functions = dict(self._loaded.signatures)
         for key, sig_def in self.signature_defs.items():
-            if key.startswith("__") or key not in self._loaded.signatures:
+            if key.startswith("__") or key not in functions:
                 continue  # __saved_model_init_op and friends are not callable signatures
             self.signatures[key] = Signature(
                 name=key, method_name=sig_def.method_name,
                 inputs={k: _spec(v) for k, v in sig_def.inputs.items()},
                 outputs={k: _spec(v) for k, v in sig_def.outputs.items()},
-                function=self._loaded.signatures[key])
+                function=functions[key])
+
+    def _load_v1(self, export_dir: Path, tags: tuple[str, ...]) -> dict[str, object]:
+        """Load into a Session with the v1 loader; one Session callable per signature."""
+        graph = tf.Graph()
+        self._session = tf.compat.v1.Session(graph=graph)
+        with graph.as_default():
+            tf.compat.v1.saved_model.loader.load(self._session, list(tags), str(export_dir))
+        functions: dict[str, object] = {}
+        for key, sig_def in self.signature_defs.items():
+            if key.startswith("__"):
+                continue
+            feeds = sorted(sig_def.inputs)
+            fetches = sorted(sig_def.outputs)
+            options = config_pb2.CallableOptions(feed=[sig_def.inputs[k].name for k in feeds],
+                                                 fetch=[sig_def.outputs[k].name for k in fetches])
+            # Session::MakeCallable feeds tensors as they come, like TF Serving's Session::Run (the
+            # feed_dict path checks feed shapes against the graph, which TF Serving does not).
+            functions[key] = (feeds, fetches, self._session._make_callable_from_options(options))
+        return functions
 
     def signature(self, name: str) -> Signature:
         """The named signature ("" = serving_default). Raises INVALID_ARGUMENT like TF Serving."""
@@ -123,3 +158,20 @@ class Servable:
         except tf.errors.OpError as exc:
             raise ServingError(exc.error_code, _op_message(exc.message)) from exc
         return {alias: tensor.numpy() for alias, tensor in outputs.items()}
+
+    def _run_v1(self, signature: Signature, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        feeds, fetches, call = signature.function  # type: ignore[misc]
+        args = []
+        for alias in feeds:
+            array = inputs[alias]
+            if array.dtype != object:  # strings (serialized examples included) go in as they are
+                try:
+                    array = np.asarray(array, dtype=signature.inputs[alias].numpy_dtype)
+                except (TypeError, ValueError) as exc:
+                    raise invalid_argument(f"input {alias}: {exc}") from exc
+            args.append(array)
+        try:
+            values = call(*args)
+        except tf.errors.OpError as exc:
+            raise ServingError(exc.error_code, exc.message) from exc
+        return dict(zip(fetches, values))

@@ -2,8 +2,9 @@
 
 Routing follows http_rest_api_util.cc: the two TF Serving regexes are matched case-insensitively on
 the raw (still percent-encoded) path, then the model name and label are URL-decoded. Anything else
-under /v1/ is 400 "Malformed request". Beyond /v1/ (as KServe and BentoML do): /healthz (liveness),
-/readyz (readiness) and the Prometheus path when monitoring is enabled.
+under /v1/ is 400 "Malformed request"; OPTIONS under /v1/ is a CORS preflight as in http_server.cc.
+Beyond /v1/ (as KServe and BentoML do): /healthz (liveness), /readyz (readiness) and the Prometheus
+path when monitoring is enabled.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from typing import Any
 
 import numpy as np
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 from google.protobuf import json_format
 from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2
 
@@ -31,6 +33,7 @@ PREDICTION_API = re.compile(
 MODEL_STATUS_API = re.compile(
     r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?", re.IGNORECASE)
 V1_PREFIX = re.compile(r"/v1/", re.IGNORECASE)
+ORIGIN = re.compile(r"https?://")
 JSON = "application/json"
 CORS_HEADERS = {"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Methods": "POST, GET",
                 "Access-Control-Allow-Headers": "Content-Type"}
@@ -148,9 +151,9 @@ class RestApi:
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         path = request.rel_url.raw_path
-        if request.method == "OPTIONS" and self._cors:
-            return web.Response(status=204, headers=CORS_HEADERS)
         if V1_PREFIX.match(path):
+            if request.method == "OPTIONS":
+                return self._preflight(request)
             return await self._v1(request, path)
         if request.method == "GET" and path == "/healthz":
             return self._json(200, b'{"status":"alive"}')
@@ -162,6 +165,22 @@ class RestApi:
                                 charset="utf-8")
         return web.Response(status=404, text="404 Not Found")
 
+    def _preflight(self, request: web.BaseRequest) -> web.Response:
+        # TF Serving answers any OPTIONS under /v1/ with an empty body: 200 if Origin names an http(s)
+        # origin, else 400 (FAILED_PRECONDITION); CORS headers only with --rest_api_enable_cors_support.
+        status = 200 if ORIGIN.search(request.headers.get("Origin", "")) else 400
+        return web.Response(status=status, headers=CORS_HEADERS if self._cors else None)
+
+    @staticmethod
+    def _undecodable_body(request: web.BaseRequest, exc: RequestPayloadError) -> bytes:
+        if "gzip" not in request.headers.get("Content-Encoding", ""):
+            raise invalid_argument(f"Malformed request body: {exc}")
+        # TF Serving's HTTP server drops a body it cannot gunzip, so the request is parsed as an
+        # empty document: 400 "JSON Parse error: The document is empty".
+        log.warning("Failed to uncompress the gzipped body: %s", str(exc).replace("\n", " "))
+        request.content.feed_eof()  # nothing more to read: aiohttp must not drain it (and log the error again)
+        return b""
+
     async def _v1(self, request: web.BaseRequest, path: str) -> web.Response:
         try:
             if request.method == "POST" and (m := PREDICTION_API.fullmatch(path)):
@@ -171,6 +190,11 @@ class RestApi:
                 except web.HTTPRequestEntityTooLarge:
                     return self._json(413, codec.dumps(
                         {"error": f"Request body larger than {self.core.options.rest_api_max_body_bytes} bytes"}))
+                except RequestPayloadError as exc:
+                    body = self._undecodable_body(request, exc)
+                    response = await self._predictionish(self._ref(name, version, label), method.lower(), body)
+                    response.force_close()  # the connection's HTTP parser is broken past the bad body
+                    return response
                 ref = self._ref(name, version, label)
                 return await self._predictionish(ref, method.lower(), body)
             if request.method == "GET" and (m := MODEL_STATUS_API.fullmatch(path)):

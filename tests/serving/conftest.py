@@ -10,8 +10,10 @@ import dataclasses
 import json
 import shutil
 import socket
+import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -21,7 +23,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from fixture_models import save_demo_model  # noqa: E402
+from fixture_models import save_demo_model, save_tf1_half_plus_three, save_tf2_half_plus_two  # noqa: E402
 
 from serving.flags import ServerOptions  # noqa: E402
 from serving.model_server import ModelServer  # noqa: E402
@@ -53,6 +55,19 @@ def http(method: str, url: str, body: bytes | dict | None = None, timeout: float
             return HttpResult(response.status, response.read(), dict(response.headers))
     except urllib.error.HTTPError as exc:
         return HttpResult(exc.code, exc.read(), dict(exc.headers))
+
+
+def wait_until_ready(url: str, process: subprocess.Popen, limit: float = 180.0) -> None:
+    """Poll `url`/readyz until it answers 200; fail if `process` exits first or `limit` seconds pass."""
+    deadline = time.monotonic() + limit
+    while True:
+        try:
+            if http("GET", f"{url}/readyz", timeout=2).status == 200:
+                return
+        except OSError:
+            pass
+        assert process.poll() is None and time.monotonic() < deadline, "server did not start"
+        time.sleep(0.2)
 
 
 class ServerThread:
@@ -116,7 +131,7 @@ def install_version(cache: Path, base: Path, version: int, as_version: int | Non
 
 @pytest.fixture(scope="session")
 def main_server(model_cache: Path, tmp_path_factory) -> Iterator[ServerThread]:
-    """Two models from a model_config_file, monitoring on, CORS on.
+    """Two models from a model_config_file, monitoring on, CORS on, signature method_name check on.
 
     demo:   versions 1, 2 with policy `all`, labels stable -> 1, canary -> 2.
     latest: versions 1, 2, "3" (no saved_model.pb), "4" (corrupt saved_model.pb), "5.tmp" (ignored);
@@ -154,6 +169,33 @@ model_config_list {{
 """)
     server = start_server(model_config_file=str(config), prometheus_path="/monitoring/prometheus/metrics",
                           rest_api_enable_cors_support=True, file_system_poll_wait_seconds=3600,
-                          rest_api_max_body_bytes=1024 * 1024)
+                          rest_api_max_body_bytes=1024 * 1024, enable_signature_method_name_check=True)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def half_models(tmp_path_factory) -> Path:
+    """Base paths of TF Serving's test models: half_plus_three (TF1, SavedModelBuilder) and
+    half_plus_two (native TF2, every signature method_name predict)."""
+    root = tmp_path_factory.mktemp("half_models")
+    save_tf1_half_plus_three(root / "half_plus_three" / "123")
+    save_tf2_half_plus_two(root / "half_plus_two" / "1")
+    return root
+
+
+def half_models_config(root: Path, directory: Path) -> Path:
+    config = directory / "models.config"
+    config.write_text("model_config_list {\n" + "".join(
+        f'  config {{ name: "{name}" base_path: "{root / name}" model_platform: "tensorflow" }}\n'
+        for name in ("half_plus_three", "half_plus_two")) + "}\n")
+    return config
+
+
+@pytest.fixture(scope="session")
+def compat_server(half_models: Path, tmp_path_factory) -> Iterator[ServerThread]:
+    """TF Serving's defaults (no method_name check, no CORS) serving the half_plus models."""
+    config = half_models_config(half_models, tmp_path_factory.mktemp("compat_server"))
+    server = start_server(model_config_file=str(config), file_system_poll_wait_seconds=3600)
     yield server
     server.stop()

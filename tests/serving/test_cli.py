@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import free_port, http, install_version
+from conftest import free_port, http, install_version, wait_until_ready
 from fixture_models import LABELS, png_bytes
 from serving.cli import predict_main, serve_main
 from serving.flags import (ConfigError, parse_server_options, read_batching_parameters, read_model_server_config,
@@ -40,7 +40,7 @@ model_config_list {
 @pytest.mark.parametrize("text,message", [
     ('model_config_list { config { name: "a" } }', "has no base_path"),
     ('model_config_list { config { name: "a" base_path: "/x" } config { name: "a" base_path: "/y" } }', "duplicate"),
-    ('model_config_list { config { nme: "a" } }', "not a valid ModelServerConfig"),
+    ('model_config_list { config { nme: "a" } }', "Error parsing text-format tensorflow.serving.ModelServerConfig"),
     ('model_config_list { config { name: "a" base_path: "/x" model_platform: "pytorch" } }', "only model_platform"),
 ])
 def test_invalid_model_config_files(tmp_path, text, message):
@@ -121,15 +121,7 @@ def test_python_m_serving_drains_in_flight_requests_on_sigterm(model_cache, tmp_
         cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     url = f"http://127.0.0.1:{rest}"
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if http("GET", f"{url}/readyz", timeout=2).status == 200:
-                    break
-            except OSError:
-                pass
-            assert process.poll() is None and time.monotonic() < deadline, "server did not start"
-            time.sleep(0.2)
+        wait_until_ready(url, process)
         assert http("GET", f"{url}/monitoring/prometheus/metrics").status == 200
         result: list = []
         request = threading.Thread(target=lambda: result.append(http(
