@@ -4,8 +4,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 LOCK   := requirements.lock
 STAMP  := $(VENV)/.installed-$(shell sha256sum $(LOCK) pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)
+AIRFLOW_LOCK  := requirements-airflow.lock
+AIRFLOW_STAMP := $(VENV)/.airflow-$(shell sha256sum $(AIRFLOW_LOCK) 2>/dev/null | sha256sum | cut -c1-16)
+PG_BIN := /usr/lib/postgresql/15/bin
 
-.PHONY: install run test test-fast bench bench-serving bench-deps serve clean
+.PHONY: install install-airflow postgres-deps run test test-fast bench bench-serving bench-deps serve clean
 
 install: $(STAMP)
 
@@ -20,16 +23,35 @@ $(STAMP): $(LOCK) pyproject.toml
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
+# Airflow 2.10.5 on top of the main lock (its own lock overrides a few versions); redone
+# whenever either lock changes, since `install` puts the main lock's versions back.
+install-airflow: $(AIRFLOW_STAMP)
+
+$(AIRFLOW_STAMP): $(STAMP) $(AIRFLOW_LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps --ignore-requires-python -r $(AIRFLOW_LOCK)
+	$(BIN)/python -m pip check
+	$(BIN)/python tools/check_requires_python.py
+	@rm -f $(VENV)/.airflow-*
+	@touch $@
+
+# The orchestration tests start a throwaway PostgreSQL 15 cluster (Debian's postgresql-15).
+postgres-deps:
+	@test -x $(PG_BIN)/initdb || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15; \
+	  fi; }
+	@test -x $(PG_BIN)/initdb || { echo "postgres-deps: $(PG_BIN)/initdb not found; install Debian's postgresql-15 (apt-get install postgresql-15)"; exit 1; }
+
 run: install
 	$(BIN)/lenspipe run $(ARGS)
 
 serve: install
 	$(BIN)/lenspipe serve --model_name lenspipe --model_base_path lenspipe-work/serving/lenspipe $(ARGS)
 
-test: install
+test: install install-airflow postgres-deps
 	$(BIN)/python -m pytest $(ARGS)
 
-test-fast: install
+test-fast: install install-airflow
 	$(BIN)/python -m pytest -m "not e2e" $(ARGS)
 
 bench: install

@@ -14,7 +14,10 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+METADATA_SCHEMES = ("postgresql", "mysql")
 
 
 class ConfigError(ValueError):
@@ -98,6 +101,35 @@ class RuntimeConfig(_Section):
     )
     beam_workers: int = Field(1, ge=1, le=256)
     seed: int = Field(42, ge=0, description="Seeds Python, NumPy, TF and KerasTuner; recorded with the model.")
+    metadata: Optional[str] = Field(
+        None,
+        description="ML Metadata store: a SQLite file path, or postgresql://user@host:port/db or "
+        "mysql://user@host:port/db (password from metadata_password_env/_file); unset = "
+        "<work_dir>/metadata/<pipeline_name>.sqlite.",
+    )
+    metadata_password_env: str = Field(
+        "LENSPIPE_METADATA_PASSWORD", description="Environment variable holding the metadata database password."
+    )
+    metadata_password_file: Optional[str] = Field(
+        None, description="File holding the metadata database password (used when the variable is unset)."
+    )
+    schedule: Optional[str] = Field(
+        None, description="Airflow schedule of a compiled DAG ('@daily', a cron line); unset = manual runs only."
+    )
+
+    @field_validator("metadata")
+    @classmethod
+    def _check_metadata(cls, value: Optional[str]) -> Optional[str]:
+        if value is None or "://" not in value:
+            return value
+        scheme, _, rest = value.partition("://")
+        if scheme not in METADATA_SCHEMES:
+            raise ValueError(f"scheme {scheme!r} not supported; use a SQLite path, postgresql:// or mysql://")
+        if ":" in rest.partition("@")[0] and "@" in rest:
+            raise ValueError("no password in the URL; put it in runtime.metadata_password_env or _file")
+        if not rest.partition("/")[2]:
+            raise ValueError(f"give a database name: {scheme}://user@host:port/<database>")
+        return value
 
 
 class LenspipeConfig(_Section):

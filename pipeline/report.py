@@ -67,7 +67,10 @@ class RunSummary:
         return sorted(n for n, s in self.node_states.items() if s == "failed")
 
 
-def _store(metadata_path: str) -> mlmd.MetadataStore:
+def _store(metadata_path) -> mlmd.MetadataStore:
+    # A database server's store comes as its ConnectionConfig (pipeline.runners.common).
+    if isinstance(metadata_path, metadata_store_pb2.ConnectionConfig):
+        return mlmd.MetadataStore(metadata_path)
     config = metadata_store_pb2.ConnectionConfig()
     config.sqlite.filename_uri = metadata_path
     config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
@@ -80,7 +83,7 @@ def latest_run_id(metadata_path: str, pipeline_name: str) -> Optional[str]:
     Each pipeline has its own store (``metadata/<pipeline_name>.sqlite``); a store
     that never saw ``pipeline_name`` has no run of it.
     """
-    if not os.path.exists(metadata_path):
+    if isinstance(metadata_path, str) and not os.path.exists(metadata_path):
         return None
     store = _store(metadata_path)
     if store.get_context_by_type_and_name("pipeline", pipeline_name) is None:

@@ -15,18 +15,14 @@ from tfx.dsl.component.experimental.decorators import component
 from tfx.dsl.io import fileio
 from tfx.types import artifact_utils, standard_artifacts
 
+from lenspipe.artifacts import DataGateReport
+
 REPORT_FILE = "anomalies.txt"
 _SCHEMA_DIFF = "SchemaDiff.pb"
 
 
 class DataGateFailed(RuntimeError):
     """The data has anomalies against the schema; the message lists them."""
-
-
-class DataGateReport(types.Artifact):
-    """What the gate saw: ``anomalies.txt`` (empty when it passed)."""
-
-    TYPE_NAME = "LenspipeDataGateReport"
 
 
 def read_anomalies(anomalies: types.Artifact) -> list[str]:

@@ -22,6 +22,10 @@ from tfx.utils import io_utils, proto_utils
 
 log = logging.getLogger("lenspipe.pusher")
 
+# Optional plain-string execution property: overrides push_destination's base directory, so an
+# orchestrator can make the serving directory a runtime parameter (a proto field cannot be one).
+SERVING_MODEL_DIR_KEY = "serving_model_dir"
+
 _VERSION = re.compile(r"^[0-9]+$")
 _MAX_RENAME_RACES = 5
 
@@ -78,7 +82,8 @@ class Executor(tfx_pusher_executor.Executor):
         if destination.WhichOneof("destination") != "filesystem":
             raise ValueError("VersionedPusher pushes to push_destination.filesystem only")
         model_path = self.GetModelPath(input_dict)
-        serving_path, version = push_model(model_path, destination.filesystem.base_directory)
+        base_dir = exec_properties.get(SERVING_MODEL_DIR_KEY) or destination.filesystem.base_directory
+        serving_path, version = push_model(model_path, base_dir)
         log.info("pushed version %d to %s", version, serving_path)
         io_utils.copy_dir(model_path, model_push.uri)  # the archive copy TFX's Pusher keeps
         self._MarkPushed(model_push, pushed_destination=serving_path, pushed_version=str(version))
