@@ -91,6 +91,9 @@ def metadata_connection(cfg: LenspipeConfig, create_dirs: bool = True):
     database = url.path.lstrip("/")
     password = metadata_password(cfg)
     if url.scheme == "postgresql":
+        from pipeline.runners import mlmd_postgres
+
+        mlmd_postgres.install()  # MLMD 1.16 cannot store strings with a backslash on PostgreSQL
         db = connection.postgresql
         db.host = url.hostname or "localhost"
         db.port = str(url.port or 5432)

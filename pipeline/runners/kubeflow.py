@@ -45,7 +45,7 @@ def _defaults(cfg: LenspipeConfig, data_root: Optional[str], pipeline_root: Opti
 def create_pipeline_for_kubeflow(
     cfg: LenspipeConfig, data_root: Optional[str] = None, pipeline_root: Optional[str] = None
 ):
-    """The lenspipe pipeline with Kubeflow's paths, baseline strategy and runtime parameters."""
+    """(pipeline, {runtime parameter: default}): lenspipe with Kubeflow's paths, baseline and parameters."""
     from google.protobuf import json_format
     from tfx import v1 as tfx
 
@@ -54,6 +54,7 @@ def create_pipeline_for_kubeflow(
     from pipeline.pipeline import eval_config
 
     defaults = _defaults(cfg, data_root, pipeline_root)
+    defaults[EVAL_CONFIG] = json.dumps(json_format.MessageToDict(eval_config(cfg)), sort_keys=True)
     pipeline = build_pipeline(
         cfg,
         data_root=tfx.dsl.experimental.RuntimeParameter(name=DATA_ROOT, ptype=str, default=defaults[DATA_ROOT]),
@@ -63,11 +64,10 @@ def create_pipeline_for_kubeflow(
     )
     # Thresholds cannot be runtime parameters inside the pydantic config or the TFMA proto;
     # the whole EvalConfig as one JSON string can, and the Evaluator parses it at run time.
-    eval_json = json.dumps(json_format.MessageToDict(eval_config(cfg)), sort_keys=True)
     for component in pipeline.components:
         if isinstance(component, tfx.components.Evaluator):
             component.exec_properties["eval_config"] = tfx.dsl.experimental.RuntimeParameter(
-                name=EVAL_CONFIG, ptype=str, default=eval_json
+                name=EVAL_CONFIG, ptype=str, default=defaults[EVAL_CONFIG]
             )
         elif isinstance(component, VersionedPusher):
             # A path inside the PushDestination proto cannot be a parameter; this plain
@@ -75,7 +75,7 @@ def create_pipeline_for_kubeflow(
             component.exec_properties[pusher_executor.SERVING_MODEL_DIR_KEY] = tfx.dsl.experimental.RuntimeParameter(
                 name=SERVING_MODEL_DIR, ptype=str, default=defaults[SERVING_MODEL_DIR]
             )
-    return pipeline
+    return pipeline, {name: defaults[name] for name in (DATA_ROOT, SERVING_MODEL_DIR, EVAL_CONFIG)}
 
 
 def compile_pipeline(
@@ -89,15 +89,22 @@ def compile_pipeline(
     """Write the PipelineJob JSON to ``output`` (temp file + rename); returns ``output``."""
     from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner as kfp_v2
 
-    pipeline = create_pipeline_for_kubeflow(cfg, data_root, pipeline_root)
+    pipeline, defaults = create_pipeline_for_kubeflow(cfg, data_root, pipeline_root)
+    runner = kfp_v2.KubeflowV2DagRunner(
+        config=kfp_v2.KubeflowV2DagRunnerConfig(
+            default_image=image or DEFAULT_IMAGE,
+            use_pipeline_spec_2_1=True,  # the schema Kubeflow Pipelines 2.x backends read; Vertex takes it too
+        )
+    )
+    job = runner.run(pipeline, parameter_values=defaults, write_out=False)
+    # Vertex reads defaults from the job's runtimeConfig; Kubeflow's UI and client from the
+    # spec's own input definitions, which TFX leaves without them.
+    parameters = job["pipelineSpec"]["root"]["inputDefinitions"]["parameters"]
+    for name, value in defaults.items():
+        parameters[name]["defaultValue"] = value
     output = Path(output).expanduser().resolve()
     output.parent.mkdir(parents=True, exist_ok=True)
-    tmp_name = f".{output.name}.tmp"
-    runner = kfp_v2.KubeflowV2DagRunner(
-        config=kfp_v2.KubeflowV2DagRunnerConfig(default_image=image or DEFAULT_IMAGE),
-        output_dir=str(output.parent),
-        output_filename=tmp_name,
-    )
-    runner.run(pipeline, write_out=True)
-    (output.parent / tmp_name).replace(output)
+    tmp = output.with_name(f".{output.name}.tmp")
+    tmp.write_text(json.dumps(job, indent=2, sort_keys=True) + "\n")
+    tmp.replace(output)
     return output
