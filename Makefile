@@ -6,7 +6,6 @@ LOCK   := requirements.lock
 STAMP  := $(VENV)/.installed-$(shell sha256sum $(LOCK) pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)
 AIRFLOW_LOCK  := requirements-airflow.lock
 AIRFLOW_STAMP := $(VENV)/.airflow-$(shell sha256sum $(AIRFLOW_LOCK) 2>/dev/null | sha256sum | cut -c1-16)
-PG_BIN := /usr/lib/postgresql/15/bin
 
 .PHONY: install install-airflow postgres-deps run test test-fast bench bench-serving bench-deps serve clean
 
@@ -34,13 +33,15 @@ $(AIRFLOW_STAMP): $(STAMP) $(AIRFLOW_LOCK)
 	@rm -f $(VENV)/.airflow-*
 	@touch $@
 
-# The orchestration tests start a throwaway PostgreSQL 15 cluster (Debian's postgresql-15).
+# The orchestration tests start a throwaway PostgreSQL cluster with the server binaries of
+# Debian's postgresql package (/usr/lib/postgresql/<version>/bin, not on PATH).
 postgres-deps:
-	@test -x $(PG_BIN)/initdb || { \
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; \
 	  fi; }
-	@test -x $(PG_BIN)/initdb || { echo "postgres-deps: $(PG_BIN)/initdb not found; install Debian's postgresql-15 (apt-get install postgresql-15)"; exit 1; }
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  echo "postgres-deps: PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin; install Debian's postgresql (apt-get install postgresql)"; exit 1; }
 
 run: install
 	$(BIN)/lenspipe run $(ARGS)
