@@ -12,6 +12,7 @@ import json
 import os
 from pathlib import Path
 from typing import Any, Literal, Optional
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -122,13 +123,13 @@ class RuntimeConfig(_Section):
     def _check_metadata(cls, value: Optional[str]) -> Optional[str]:
         if value is None or "://" not in value:
             return value
-        scheme, _, rest = value.partition("://")
-        if scheme not in METADATA_SCHEMES:
-            raise ValueError(f"scheme {scheme!r} not supported; use a SQLite path, postgresql:// or mysql://")
-        if ":" in rest.partition("@")[0] and "@" in rest:
+        url = urlsplit(value)
+        if url.scheme not in METADATA_SCHEMES:
+            raise ValueError(f"scheme {url.scheme!r} not supported; use a SQLite path, postgresql:// or mysql://")
+        if url.password is not None:
             raise ValueError("no password in the URL; put it in runtime.metadata_password_env or _file")
-        if not rest.partition("/")[2]:
-            raise ValueError(f"give a database name: {scheme}://user@host:port/<database>")
+        if not url.path.strip("/"):
+            raise ValueError(f"give a database name: {url.scheme}://user@host:port/<database>")
         return value
 
 
