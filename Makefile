@@ -4,8 +4,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 LOCK   := requirements.lock
 STAMP  := $(VENV)/.installed-$(shell sha256sum $(LOCK) pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)
+AIRFLOW_LOCK  := requirements-airflow.lock
+AIRFLOW_STAMP := $(VENV)/.airflow-$(shell sha256sum $(AIRFLOW_LOCK) 2>/dev/null | sha256sum | cut -c1-16)
 
-.PHONY: install run test test-fast bench bench-serving bench-deps serve clean
+.PHONY: install install-airflow postgres-deps run test test-fast bench bench-serving bench-deps serve clean
 
 install: $(STAMP)
 
@@ -20,16 +22,37 @@ $(STAMP): $(LOCK) pyproject.toml
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
+# Airflow 2.10.5 on top of the main lock (its own lock overrides a few versions); redone
+# whenever either lock changes, since `install` puts the main lock's versions back.
+install-airflow: $(AIRFLOW_STAMP)
+
+$(AIRFLOW_STAMP): $(STAMP) $(AIRFLOW_LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps --ignore-requires-python -r $(AIRFLOW_LOCK)
+	$(BIN)/python -m pip check
+	$(BIN)/python tools/check_requires_python.py
+	@rm -f $(VENV)/.airflow-*
+	@touch $@
+
+# The orchestration tests start a throwaway PostgreSQL cluster with the server binaries of
+# Debian's postgresql package (/usr/lib/postgresql/<version>/bin, not on PATH).
+postgres-deps:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; \
+	  fi; }
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  echo "postgres-deps: PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin; install Debian's postgresql (apt-get install postgresql)"; exit 1; }
+
 run: install
 	$(BIN)/lenspipe run $(ARGS)
 
 serve: install
 	$(BIN)/lenspipe serve --model_name lenspipe --model_base_path lenspipe-work/serving/lenspipe $(ARGS)
 
-test: install
+test: install install-airflow postgres-deps
 	$(BIN)/python -m pytest $(ARGS)
 
-test-fast: install
+test-fast: install install-airflow
 	$(BIN)/python -m pytest -m "not e2e" $(ARGS)
 
 bench: install

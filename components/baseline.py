@@ -6,6 +6,11 @@ compares the model with itself, re-executes, and the Pusher pushes a duplicate.
 This strategy also takes the candidate channel and skips it, so the baseline is
 the newest blessed model *other than the candidate*, and an unchanged re-run is
 a full cache hit.
+
+Under TFX's legacy launcher (Airflow) the resolver driver fills ``candidate`` with every
+model the Trainer ever produced, not only this run's: excluding all of them would leave
+no baseline and silently disable the change threshold. Only the output of the newest
+Trainer execution counts as the candidate.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 from typing import Optional
 
 import ml_metadata as mlmd
+from ml_metadata.proto import metadata_store_pb2
 from tfx import types
 from tfx.dsl.components.common import resolver
 
@@ -24,13 +30,30 @@ _CURRENT_MODEL_ID = "current_model_id"
 _BLESSED = "blessed"
 
 
+def newest_execution_outputs(store: mlmd.MetadataStore, artifacts: list[types.Artifact]) -> set[int]:
+    """Ids of those ``artifacts`` that the newest execution producing any of them output.
+
+    A cached Trainer execution outputs the earlier model again, so it is the newest
+    execution, not the newest artifact, that names this run's candidate.
+    """
+    if len(artifacts) <= 1:
+        return {a.id for a in artifacts}
+    outputs: dict[int, set[int]] = {}
+    for event in store.get_events_by_artifact_ids([a.id for a in artifacts]):
+        if event.type in (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT):
+            outputs.setdefault(event.execution_id, set()).add(event.artifact_id)
+    if not outputs:
+        return {a.id for a in artifacts}
+    return outputs[max(outputs)]
+
+
 class PreviousBlessedModelStrategy(resolver.ResolverStrategy):
     """Newest blessed Model (and its ModelBlessing) that is not the current candidate."""
 
     def resolve_artifacts(
         self, store: mlmd.MetadataStore, input_dict: dict[str, list[types.Artifact]]
     ) -> Optional[dict[str, list[types.Artifact]]]:
-        candidates = {a.id for a in input_dict.get(CANDIDATE_KEY, [])}
+        candidates = newest_execution_outputs(store, input_dict.get(CANDIDATE_KEY, []))
         blessings = {
             b.get_int_custom_property(_CURRENT_MODEL_ID): b
             for b in input_dict.get(MODEL_BLESSING_KEY, [])

@@ -13,9 +13,13 @@ import json
 import os
 from pathlib import Path
 from typing import Any, Literal, Mapping, Optional
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+METADATA_SCHEMES = ("postgresql", "mysql")
 
 
 class ConfigError(ValueError):
@@ -142,6 +146,35 @@ class RuntimeConfig(_Section):
     deterministic: bool = Field(
         True, description="TF op determinism: the same data, config and seed give the same weights and metrics."
     )
+    metadata: Optional[str] = Field(
+        None,
+        description="ML Metadata store: a SQLite file path, or postgresql://user@host:port/db or "
+        "mysql://user@host:port/db (password from metadata_password_env/_file); unset = "
+        "<work_dir>/metadata/<pipeline_name>.sqlite.",
+    )
+    metadata_password_env: str = Field(
+        "LENSPIPE_METADATA_PASSWORD", description="Environment variable holding the metadata database password."
+    )
+    metadata_password_file: Optional[str] = Field(
+        None, description="File holding the metadata database password (used when the variable is unset)."
+    )
+    schedule: Optional[str] = Field(
+        None, description="Airflow schedule of a compiled DAG ('@daily', a cron line); unset = manual runs only."
+    )
+
+    @field_validator("metadata")
+    @classmethod
+    def _check_metadata(cls, value: Optional[str]) -> Optional[str]:
+        if value is None or "://" not in value:
+            return value
+        url = urlsplit(value)
+        if url.scheme not in METADATA_SCHEMES:
+            raise ValueError(f"scheme {url.scheme!r} not supported; use a SQLite path, postgresql:// or mysql://")
+        if url.password is not None:
+            raise ValueError("no password in the URL; put it in runtime.metadata_password_env or _file")
+        if not url.path.strip("/"):
+            raise ValueError(f"give a database name: {url.scheme}://user@host:port/<database>")
+        return value
 
 
 class LenspipeConfig(_Section):

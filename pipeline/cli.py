@@ -3,6 +3,7 @@
   lenspipe run [--data DIR] [--config FILE] [--no-cache] [--set section.field=value ...]
   lenspipe serve ...     (TF Serving flags; see serving/)
   lenspipe predict ...   (client for a running server)
+  lenspipe compile --target kubeflow|airflow --output PATH [...]   (see docs/orchestration.md)
   lenspipe config [--explain]   (print the effective config as YAML, or each field with its source)
   lenspipe completion bash|zsh  (print a shell completion script)
 
@@ -157,8 +158,8 @@ _lenspipe() {{
     return 0
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    cfg = _load(args)
+def _prepare_data(cfg) -> Path:
+    """The data root to run on (the embedded digits written first when unset), checked."""
     from pipeline import datasets
 
     if cfg.data.root is None:
@@ -186,7 +187,34 @@ def cmd_run(args: argparse.Namespace) -> int:
                 "sub-folders with images, one per class (<DIR>/<class>/<image>)"
             )
         print(f"lenspipe: {sum(counts.values())} image files in {len(counts)} classes", file=sys.stderr)
-    return _run_pipeline(cfg, str(data_root), verbose=args.verbose)
+    return data_root
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    return _run_pipeline(cfg, str(_prepare_data(cfg)), verbose=args.verbose)
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    """Write a Kubeflow PipelineJob JSON or an Airflow DAG file for the same pipeline."""
+    cfg = _load(args)
+    if args.schedule is not None:  # not through --set: '@daily' and cron lines are not YAML scalars
+        cfg.runtime.schedule = args.schedule
+    if args.target == "kubeflow":
+        from pipeline.runners import kubeflow
+
+        # The data lives where the cluster reads it: a URI, not checked or written here.
+        path = kubeflow.compile_pipeline(
+            cfg, Path(args.output), data_root=cfg.data.root, image=args.image, pipeline_root=args.pipeline_root
+        )
+        print(f"lenspipe: wrote Kubeflow pipeline {path} (image {args.image or kubeflow.DEFAULT_IMAGE})")
+    else:
+        from pipeline.runners import airflow
+
+        path = airflow.compile_dag(cfg, str(_prepare_data(cfg)), Path(args.output))
+        schedule = cfg.runtime.schedule or "none (trigger it)"
+        print(f"lenspipe: wrote Airflow DAG {path} (dag id {cfg.runtime.pipeline_name}, schedule {schedule})")
+    return 0
 
 
 def _run_pipeline(cfg, data_root: str, verbose: bool = False) -> int:
@@ -200,6 +228,7 @@ def _run_pipeline(cfg, data_root: str, verbose: bool = False) -> int:
         file=sys.stderr,
     )
     paths = local.LocalPaths.from_config(cfg)
+    metadata = _metadata_store(cfg)
     error: Optional[BaseException] = None
     try:
         local.run(cfg, data_root, log_file=log_file, verbose=verbose)
@@ -208,8 +237,8 @@ def _run_pipeline(cfg, data_root: str, verbose: bool = False) -> int:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         with open(log_file, "a") as f:
             f.write("lenspipe: pipeline failed\n" + "".join(traceback.format_exception(e)))
-    run_id = report.latest_run_id(str(paths.metadata_path), cfg.runtime.pipeline_name)
-    summary = report.read_run(str(paths.metadata_path), run_id) if run_id else None
+    run_id = report.latest_run_id(metadata, cfg.runtime.pipeline_name)
+    summary = report.read_run(metadata, run_id) if run_id else None
     if summary is not None:
         names = report.class_names_of(summary.model_dir) if summary.model_dir else []
         report_path = cfg.work_path / "reports" / f"{summary.run_id}.md"
@@ -223,6 +252,19 @@ def _run_pipeline(cfg, data_root: str, verbose: bool = False) -> int:
     if summary is not None and summary.pushed:
         print(f"\nServe it:  lenspipe serve --model_name {cfg.pusher.model_name} --model_base_path {paths.serving_model_dir}")
     return 0
+
+
+def _metadata_store(cfg):
+    """What the report reads: the SQLite path, or the database server's connection."""
+    from pipeline.runners import common
+
+    paths = common.RunPaths.from_config(cfg)
+    if not common.is_database_url(paths.metadata):
+        return paths.metadata
+    try:
+        return common.metadata_connection(cfg)
+    except common.MetadataConfigError as e:
+        raise SystemExit(f"lenspipe: {e}") from None
 
 
 def _root_message(error: BaseException) -> str:
@@ -251,6 +293,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(run_p)
     _add_field_options(run_p)
     run_p.set_defaults(func=cmd_run)
+    compile_p = sub.add_parser(
+        "compile", help="Write the pipeline for Kubeflow Pipelines (JSON) or Airflow (a DAG file).", **sub_kwargs
+    )
+    compile_p.add_argument("--target", required=True, choices=("kubeflow", "airflow"))
+    compile_p.add_argument(
+        "--output", required=True, metavar="PATH",
+        help="kubeflow: the PipelineJob JSON file; airflow: the folder for <pipeline_name>_dag.py (Airflow's dags/).",
+    )
+    compile_p.add_argument("--image", help="kubeflow: container image of every step (default: the Dockerfile's, lenspipe:0.1.0).")
+    compile_p.add_argument("--pipeline-root", metavar="URI", help="kubeflow: where artifacts go, e.g. gs://bucket/lenspipe.")
+    compile_p.add_argument("--schedule", help="airflow: '@daily', a cron line ... (runtime.schedule; default: manual runs).")
+    _add_config_args(compile_p)
+    _add_field_options(compile_p)
+    compile_p.set_defaults(func=cmd_compile)
     cfg_p = sub.add_parser("config", help="Print the effective configuration (defaults + file + env + options).", **sub_kwargs)
     _add_config_args(cfg_p)
     _add_field_options(cfg_p)

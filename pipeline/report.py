@@ -21,6 +21,9 @@ from ml_metadata.proto import metadata_store_pb2
 from lenspipe import features
 
 
+# A run's context: "pipeline_run" from the IR-based launchers (local, Kubeflow), "run" from
+# TFX's legacy launcher (Airflow), whose executions name their node in a component_run context.
+_RUN_CONTEXT_TYPES = ("pipeline_run", "run")
 _STATE_NAMES = {v: k.lower() for k, v in metadata_store_pb2.Execution.State.items()}
 
 
@@ -82,7 +85,10 @@ class RunSummary:
         return sorted(n for n, s in self.node_states.items() if s == "failed")
 
 
-def _store(metadata_path: str) -> mlmd.MetadataStore:
+def _store(metadata_path) -> mlmd.MetadataStore:
+    # A database server's store comes as its ConnectionConfig (pipeline.runners.common).
+    if isinstance(metadata_path, metadata_store_pb2.ConnectionConfig):
+        return mlmd.MetadataStore(metadata_path)
     config = metadata_store_pb2.ConnectionConfig()
     config.sqlite.filename_uri = metadata_path
     config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
@@ -95,12 +101,12 @@ def latest_run_id(metadata_path: str, pipeline_name: str) -> Optional[str]:
     Each pipeline has its own store (``metadata/<pipeline_name>.sqlite``); a store
     that never saw ``pipeline_name`` has no run of it.
     """
-    if not os.path.exists(metadata_path):
+    if isinstance(metadata_path, str) and not os.path.exists(metadata_path):
         return None
     store = _store(metadata_path)
     if store.get_context_by_type_and_name("pipeline", pipeline_name) is None:
         return None
-    runs = store.get_contexts_by_type("pipeline_run")
+    runs = [c for t in _RUN_CONTEXT_TYPES for c in store.get_contexts_by_type(t)]
     if not runs:
         return None
     return max(runs, key=lambda c: (c.create_time_since_epoch, c.id)).name
@@ -283,17 +289,25 @@ def _threshold_text(threshold: Any) -> str:
     return "threshold"
 
 
+def _node_name(store: mlmd.MetadataStore, execution: metadata_store_pb2.Execution) -> str:
+    for context in store.get_contexts_by_execution(execution.id):
+        if context.type == "node":
+            return context.name.split(".", 1)[-1]
+        if context.type == "component_run" and "component_id" in context.properties:
+            return context.properties["component_id"].string_value
+    return str(execution.id)
+
+
 def read_run(metadata_path: str, run_id: str) -> RunSummary:
     """Collect a RunSummary for pipeline run ``run_id`` from MLMD at ``metadata_path``."""
     summary = RunSummary(run_id=run_id)
     store = _store(metadata_path)
-    run_ctx = store.get_context_by_type_and_name("pipeline_run", run_id)
+    run_ctx = next(filter(None, (store.get_context_by_type_and_name(t, run_id) for t in _RUN_CONTEXT_TYPES)), None)
     if run_ctx is None:
         return summary
     execution_types = {t.id: t.name for t in store.get_execution_types()}
     for execution in sorted(store.get_executions_by_context(run_ctx.id), key=lambda e: e.id):
-        node_ctx = [c for c in store.get_contexts_by_execution(execution.id) if c.type == "node"]
-        node = node_ctx[0].name.split(".", 1)[-1] if node_ctx else str(execution.id)
+        node = _node_name(store, execution)
         state = _STATE_NAMES.get(execution.last_known_state, "unknown")
         if execution_types.get(execution.type_id, "").endswith(".Resolver"):
             state = "resolved"  # a resolver is an input query, not a component run

@@ -80,3 +80,15 @@ def tiny_images():
 def tiny_transform(tiny_images, tmp_path_factory):
     """(transformed rows, transform output dir) for the RGB configuration."""
     return analyze(tiny_images, tmp_path_factory.mktemp("tft"), channels=3)
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A throwaway PostgreSQL cluster (tests/postgres.py), shared by the session's tests."""
+    from tests import postgres as pg
+
+    cluster = pg.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()

@@ -24,6 +24,7 @@ from tfx.dsl.io import fileio
 from tfx.types import artifact_utils, standard_artifacts
 
 from lenspipe import features
+from lenspipe.artifacts import ClassicalBaseline as ClassicalBaselineResult
 
 log = logging.getLogger("lenspipe.classical_baseline")
 
@@ -31,12 +32,6 @@ RESULT_FILE = "result.json"
 ACCURACY_PROPERTY = "test_accuracy"
 METHODS = ("svm", "logistic")
 _GAMMAS = (0.03, 0.1, 0.3, 1.0)  # for pixels in [0, 1]; 'scale' is often far off for images
-
-
-class ClassicalBaselineResult(types.Artifact):
-    """``result.json``: method, parameters, images used, test accuracy; custom property test_accuracy."""
-
-    TYPE_NAME = "LenspipeClassicalBaseline"
 
 
 def load_split(examples: types.Artifact, split: str, size: int, limit: int) -> tuple[np.ndarray, np.ndarray]:

@@ -19,6 +19,7 @@ from tfx.dsl.io import fileio
 from tfx.types import artifact_utils, standard_artifacts
 
 from components.data_gate import classes
+from lenspipe.artifacts import DataGateReport
 
 REPORT_FILE = "anomalies.txt"
 CLASS_COUNTS_PROPERTY = "class_counts"  # JSON {split: {class name: images}}
@@ -27,12 +28,6 @@ _SCHEMA_DIFF = "SchemaDiff.pb"
 
 class DataGateFailed(RuntimeError):
     """The data has anomalies against the schema; the message lists them."""
-
-
-class DataGateReport(types.Artifact):
-    """What the gate saw: ``anomalies.txt`` (empty when it passed)."""
-
-    TYPE_NAME = "LenspipeDataGateReport"
 
 
 def read_anomalies(anomalies: types.Artifact) -> list[str]:

@@ -20,6 +20,7 @@ from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from components.image_example_gen import executor
 from lenspipe import features
+from lenspipe.artifacts import RejectedFiles  # noqa: F401 - re-exported: the spec's output type
 
 INPUT_FORMATS = ("images", "tfrecord")
 INPUT_FORMAT_KEY = executor.INPUT_FORMAT_KEY
@@ -31,16 +32,6 @@ SPLIT_NAMES = ("train", "eval", "test")
 # File patterns relative to the input base (or to the span folder).
 _IMAGES_PATTERN = "*/*"  # <class>/<file>
 _TFRECORD_PATTERN = "*"  # every file is a TFRecord file (gzipped or plain)
-
-
-class RejectedFiles(types.Artifact):
-    """Files or records an ExampleGen refused, one JSON line each in ``rejected.jsonl``.
-
-    Each line is ``{"path": <relative path or file#record>, "reason": <one line>}``, sorted by
-    path. Custom properties: ``num_rejected`` (int) and ``span`` (int, the ingested span).
-    """
-
-    TYPE_NAME = "RejectedFiles"
 
 
 class ImageExampleGenSpec(types.ComponentSpec):

@@ -30,6 +30,10 @@ from lenspipe import features
 
 log = logging.getLogger("lenspipe.pusher")
 
+# Optional plain-string execution property: overrides push_destination's base directory, so an
+# orchestrator can make the serving directory a runtime parameter (a proto field cannot be one).
+SERVING_MODEL_DIR_KEY = "serving_model_dir"
+
 _VERSION = re.compile(r"^[0-9]+$")
 _MAX_RENAME_RACES = 5
 ALLOW_CLASS_CHANGE_KEY = "allow_class_change"  # custom_config
@@ -112,7 +116,7 @@ class Executor(tfx_pusher_executor.Executor):
         if destination.WhichOneof("destination") != "filesystem":
             raise ValueError("VersionedPusher pushes to push_destination.filesystem only")
         model_path = self.GetModelPath(input_dict)
-        base_dir = destination.filesystem.base_directory
+        base_dir = exec_properties.get(SERVING_MODEL_DIR_KEY) or destination.filesystem.base_directory
         custom_config = json.loads(exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY) or "null") or {}
         added, removed = class_change(model_path, base_dir)
         model_push.set_json_value_custom_property(CLASSES_ADDED_PROPERTY, added)

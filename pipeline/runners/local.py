@@ -1,33 +1,20 @@
-"""Run the pipeline here with TFX's BeamDagRunner, MLMD on SQLite under the work dir."""
+"""Run the pipeline here with TFX's BeamDagRunner; MLMD on SQLite under the work dir, or a database server."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, TextIO
 
 from lenspipe.config import LenspipeConfig
+from pipeline.runners.common import RunPaths, build_pipeline
 
 
-@dataclass(frozen=True)
-class LocalPaths:
-    """Where a local run keeps its pipeline root, metadata and pushed models."""
-
-    pipeline_root: Path
-    metadata_path: Path
-    serving_model_dir: Path  # <serving_model_dir>/<model_name>: the TF Serving model base path
-
-    @classmethod
-    def from_config(cls, cfg: LenspipeConfig) -> "LocalPaths":
-        work = cfg.work_path
-        return cls(
-            pipeline_root=work / "pipelines" / cfg.runtime.pipeline_name,
-            metadata_path=work / "metadata" / f"{cfg.runtime.pipeline_name}.sqlite",
-            serving_model_dir=cfg.serving_model_path / cfg.pusher.model_name,
-        )
+# A local run's paths are every runner's paths; the old name stays importable.
+LocalPaths = RunPaths
+__all__ = ["LocalPaths", "RunPaths", "run"]
 
 
 @contextlib.contextmanager
@@ -76,36 +63,16 @@ def run(
     log_file: Optional[Path] = None,
     stream: TextIO = sys.stderr,
     verbose: bool = False,
-) -> LocalPaths:
+) -> RunPaths:
     """Run the pipeline to completion; returns the paths it used.
 
     Raises whatever the failing component raised (e.g. DataGateFailed).
     """
-    from ml_metadata.proto import metadata_store_pb2
     from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
 
-    from pipeline import code_hash
-    from pipeline.pipeline import create_pipeline
-
-    paths = LocalPaths.from_config(cfg)
-    paths.metadata_path.parent.mkdir(parents=True, exist_ok=True)
+    paths = RunPaths.from_config(cfg)
     paths.pipeline_root.mkdir(parents=True, exist_ok=True)
-    connection = metadata_store_pb2.ConnectionConfig()
-    connection.sqlite.filename_uri = str(paths.metadata_path)
-    connection.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
-    beam_args = [
-        f"--direct_running_mode={cfg.runtime.beam_mode}",
-        f"--direct_num_workers={cfg.runtime.beam_workers}",
-    ]
-    pipeline = create_pipeline(
-        cfg,
-        data_root=data_root,
-        pipeline_root=str(paths.pipeline_root),
-        serving_model_dir=str(paths.serving_model_dir),
-        metadata_connection_config=connection,
-        beam_pipeline_args=beam_args,
-        code_versions=code_hash.code_versions(),
-    )
+    pipeline = build_pipeline(cfg, data_root)
     from pipeline.progress import ProgressHandler
 
     with _logs_to_file(log_file, ProgressHandler(total=len(pipeline.components), stream=stream), verbose=verbose):

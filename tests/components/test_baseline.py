@@ -44,3 +44,48 @@ def test_the_candidate_is_never_its_own_baseline():
 def test_nothing_blessed_means_no_baseline():
     out = resolve([model(1)], [blessing(1, False)], [model(2)])
     assert out[MODEL_KEY] == []
+
+
+def _store_with_trainer_runs(outputs_per_execution: list[list[int]]):
+    """An in-memory MLMD store where Trainer execution i output the models listed at i."""
+    import ml_metadata as mlmd
+    from ml_metadata.proto import metadata_store_pb2 as pb
+
+    config = pb.ConnectionConfig()
+    config.fake_database.SetInParent()
+    store = mlmd.MetadataStore(config)
+    model_type = store.put_artifact_type(pb.ArtifactType(name="Model"))
+    trainer_type = store.put_execution_type(pb.ExecutionType(name="Trainer"))
+    count = max(i for ids in outputs_per_execution for i in ids)
+    ids = store.put_artifacts([pb.Artifact(type_id=model_type, uri=f"/m/{i}") for i in range(count)])
+    for produced in outputs_per_execution:
+        (execution_id,) = store.put_executions([pb.Execution(type_id=trainer_type)])
+        store.put_events(
+            [pb.Event(artifact_id=ids[i - 1], execution_id=execution_id, type=pb.Event.OUTPUT) for i in produced]
+        )
+    return store, ids
+
+
+def test_under_the_legacy_launcher_only_the_newest_trainer_output_is_the_candidate():
+    # Airflow's resolver driver passes every model the Trainer ever made as the candidate.
+    store, (first, second) = _store_with_trainer_runs([[1], [2]])
+    models = [model(first), model(second)]
+    out = PreviousBlessedModelStrategy().resolve_artifacts(
+        store,
+        {MODEL_KEY: models, MODEL_BLESSING_KEY: [blessing(first, True)], CANDIDATE_KEY: [model(first), model(second)]},
+    )
+    assert [m.id for m in out[MODEL_KEY]] == [first]  # not empty: the change threshold gets its baseline
+
+
+def test_a_cached_trainer_execution_names_the_earlier_model_as_candidate():
+    # Run 3 reused model 1 (cache hit): its execution is the newest, so model 1 is the candidate.
+    store, (first, second) = _store_with_trainer_runs([[1], [2], [1]])
+    out = PreviousBlessedModelStrategy().resolve_artifacts(
+        store,
+        {
+            MODEL_KEY: [model(first), model(second)],
+            MODEL_BLESSING_KEY: [blessing(first, True), blessing(second, True)],
+            CANDIDATE_KEY: [model(first), model(second)],
+        },
+    )
+    assert [m.id for m in out[MODEL_KEY]] == [second]

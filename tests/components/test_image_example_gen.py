@@ -294,7 +294,7 @@ def test_pipeline_ingests_latest_span_and_caches_unchanged_input(tmp_path):
     _run_pipeline(data, work)
     executions, latest = _mlmd_state(work)
     assert [e.last_known_state for e in executions] == [metadata_store_pb2.Execution.COMPLETE]
-    examples, rejected = latest["Examples"], latest["RejectedFiles"]
+    examples, rejected = latest["Examples"], latest[component.RejectedFiles.TYPE_NAME]
     assert examples.custom_properties["span"].int_value == 2
     assert rejected.custom_properties["span"].int_value == 2
     assert rejected.custom_properties[executor.NUM_REJECTED_PROPERTY].int_value == 2
@@ -312,4 +312,4 @@ def test_pipeline_ingests_latest_span_and_caches_unchanged_input(tmp_path):
     assert executions[-1].last_known_state == metadata_store_pb2.Execution.COMPLETE
     assert latest["Examples"].custom_properties["span"].int_value == 3
     assert sorted(_read_examples(latest["Examples"].uri)) == ["span-3/a/three.png"]
-    assert latest["RejectedFiles"].custom_properties[executor.NUM_REJECTED_PROPERTY].int_value == 0
+    assert latest[component.RejectedFiles.TYPE_NAME].custom_properties[executor.NUM_REJECTED_PROPERTY].int_value == 0

@@ -1,0 +1,75 @@
+"""Compile the pipeline into an Airflow DAG file (TFX's AirflowDagRunner, one PythonOperator per component).
+
+The DAG file holds the resolved config and data root; at parse time it builds the same
+``create_pipeline`` with the config's metadata connection (SQLite, PostgreSQL or MySQL;
+the password is read from the environment or a file then, never written into the file).
+"""
+
+from __future__ import annotations
+
+import datetime
+import pprint
+from pathlib import Path
+from typing import Any
+
+from lenspipe.config import LenspipeConfig
+from pipeline.runners.common import RunPaths
+
+# A fixed past start with catchup off: a schedule starts with its latest interval, not a backfill.
+START_DATE = datetime.datetime(2026, 1, 1)
+
+_DAG_TEMPLATE = '''"""Airflow DAG of the lenspipe pipeline {name!r}, written by `lenspipe compile --target airflow`.
+
+Put this file in Airflow's dags/ folder; the scheduler and workers need lenspipe installed.
+Recompile instead of editing: the config below is the validated one.
+"""
+
+from pipeline.runners.airflow import create_dag
+
+CONFIG = {config}
+DATA_ROOT = {data_root!r}
+
+DAG = create_dag(CONFIG, DATA_ROOT)
+'''
+
+
+def resolved_config(cfg: LenspipeConfig) -> dict[str, Any]:
+    """The config with every path absolute: Airflow's workers run in another directory."""
+    paths = RunPaths.from_config(cfg)
+    tree = cfg.model_dump(mode="json")
+    tree["runtime"]["work_dir"] = str(cfg.work_path)
+    tree["runtime"]["metadata"] = paths.metadata
+    tree["pusher"]["serving_model_dir"] = str(cfg.serving_model_path)
+    if cfg.data.schema_file:
+        tree["data"]["schema_file"] = str(Path(cfg.data.schema_file).expanduser().resolve())
+    return tree
+
+
+def create_dag(config: dict[str, Any], data_root: str):
+    """The Airflow DAG for ``config`` (a dumped LenspipeConfig) on ``data_root``."""
+    from tfx.orchestration.airflow.airflow_dag_runner import AirflowDagRunner, AirflowPipelineConfig
+
+    from components.image_example_gen.component import ImageExampleGen
+    from components.image_example_gen.driver import ImageExampleGenDriver
+    from pipeline.runners.common import build_pipeline
+
+    cfg = LenspipeConfig.model_validate(config)
+    pipeline = build_pipeline(cfg, data_root)
+    for component in pipeline.components:
+        if isinstance(component, ImageExampleGen):
+            # The legacy launcher Airflow uses needs a driver that prepares the `rejected` output too.
+            component.driver_class = ImageExampleGenDriver
+    dag_config = {"schedule": cfg.runtime.schedule, "start_date": START_DATE, "catchup": False}
+    return AirflowDagRunner(AirflowPipelineConfig(airflow_dag_config=dag_config)).run(pipeline)
+
+
+def compile_dag(cfg: LenspipeConfig, data_root: str, output_dir: Path) -> Path:
+    """Write ``<output_dir>/<pipeline_name>_dag.py`` (temp file + rename); returns its path."""
+    output_dir = Path(output_dir).expanduser().resolve()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    path = output_dir / f"{cfg.runtime.pipeline_name}_dag.py"
+    config = pprint.pformat(resolved_config(cfg), width=100, sort_dicts=True)  # a Python literal
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(_DAG_TEMPLATE.format(name=cfg.runtime.pipeline_name, config=config, data_root=data_root))
+    tmp.replace(path)
+    return path
