@@ -73,7 +73,7 @@ def test_task_graph_is_the_pipeline_graph(compiled):
     pipeline = build_pipeline(cfg, str(root / "data"))
     expected = {c.id: sorted(u.id for u in c.upstream_nodes) for c in pipeline.components}
     assert bag["upstream"] == expected
-    assert len(expected) == 11  # ten components and the baseline resolver
+    assert "baseline_resolver" in expected and "VersionedPusher" in expected
 
 
 def test_schedule_driver_and_metadata_come_from_the_runner(compiled):
