@@ -40,6 +40,9 @@ class DataConfig(_Section):
     split_eval: int = Field(1, ge=1, le=100, description="Hash buckets for the eval split.")
     split_test: int = Field(1, ge=1, le=100, description="Hash buckets for the held-out test split.")
     schema_file: Optional[str] = Field(None, description="Curated schema.pbtxt; unset = inferred by SchemaGen.")
+    inference_root: Optional[str] = Field(
+        None, description="Folder of unlabeled images; if set, the run ends with BulkInferrer predictions on them."
+    )
 
 
 class ImageConfig(_Section):
@@ -89,6 +92,21 @@ class PusherConfig(_Section):
     serving_model_dir: Optional[str] = Field(None, description="Model base dir; unset = <work_dir>/serving.")
 
 
+class TFLiteConfig(_Section):
+    enabled: bool = Field(True, description="Export and check TensorFlow Lite variants of every blessed model.")
+    variants: list[Literal["float32", "float16", "dynamic_int8", "full_int8"]] = Field(
+        ["float32", "float16", "dynamic_int8", "full_int8"], description="Which TFLite variants to build."
+    )
+    max_accuracy_drop: float = Field(
+        0.01, ge=0.0, le=1.0, description="Largest test accuracy drop vs the SavedModel for a variant to be pushed."
+    )
+    representative_images: int = Field(
+        200, ge=1, le=100000, description="Train images that calibrate the full_int8 variant."
+    )
+    input_height: Optional[int] = Field(None, ge=1, le=4096, description="TFLite input height; unset = image.height.")
+    input_width: Optional[int] = Field(None, ge=1, le=4096, description="TFLite input width; unset = image.width.")
+
+
 class RuntimeConfig(_Section):
     pipeline_name: str = Field("lenspipe", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
     work_dir: str = Field("lenspipe-work", description="Pipeline root, metadata and embedded data live here.")
@@ -107,6 +125,7 @@ class LenspipeConfig(_Section):
     trainer: TrainerConfig = TrainerConfig()
     evaluator: EvaluatorConfig = EvaluatorConfig()
     pusher: PusherConfig = PusherConfig()
+    tflite: TFLiteConfig = TFLiteConfig()
     runtime: RuntimeConfig = RuntimeConfig()
 
     @model_validator(mode="after")

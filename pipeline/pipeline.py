@@ -16,6 +16,7 @@ from tfx import v1 as tfx
 
 from components.baseline import CANDIDATE_KEY, MODEL_BLESSING_KEY, MODEL_KEY, PreviousBlessedModelStrategy
 from components.data_gate import DataGate
+from components.tflite_check import TFLiteCheck
 from components.image_example_gen.component import ImageExampleGen, make_input_config, make_output_config
 from components.versioned_pusher import VersionedPusher
 from lenspipe import features
@@ -197,14 +198,24 @@ def create_pipeline(
         eval_config=eval_config(cfg),
         example_splits=[EVAL_SPLIT],
     )
+    tflite_check = None
+    if cfg.tflite.enabled:
+        tflite_check = TFLiteCheck(
+            model=trainer.outputs["model"],
+            transform_graph=transform.outputs["transform_graph"],
+            examples=examples,
+            model_blessing=evaluator.outputs["blessing"],
+            config=cfg.tflite.model_dump(),
+        )
     pusher = VersionedPusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],  # always wired: Cond is ignored under Airflow
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)
         ),
+        tflite_models=tflite_check.outputs["tflite_models"] if tflite_check else None,
     )
-    components += [trainer, baseline_resolver, evaluator, pusher]
+    components += [trainer, baseline_resolver, evaluator, *([tflite_check] if tflite_check else []), pusher]
     return tfx.dsl.Pipeline(
         pipeline_name=cfg.runtime.pipeline_name,
         pipeline_root=pipeline_root,
