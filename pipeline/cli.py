@@ -2,7 +2,7 @@
 
   lenspipe run [--data DIR] [--config FILE] [--no-cache] [--set section.field=value ...]
   lenspipe serve ...     (TF Serving flags; see serving/)
-  lenspipe predict ...   (client for a running server)
+  lenspipe predict ...   (client for a running server; --tflite FILE / --saved-model DIR run locally)
   lenspipe config        (print the effective config as YAML)
 
 Errors a user can fix end in one line naming the file or field, exit code 2.
@@ -178,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(cfg_p)
     cfg_p.set_defaults(func=cmd_config)
     sub.add_parser("serve", help="Serve a model base path over TF Serving's REST and gRPC APIs.", add_help=False)
-    sub.add_parser("predict", help="Send images to a running server and print label and probability.", add_help=False)
+    sub.add_parser("predict", help="Classify images: via a running server, or locally with --tflite FILE / --saved-model DIR.", add_help=False)
     return parser
 
 
@@ -193,6 +193,11 @@ def _quiet_libraries() -> None:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     _quiet_libraries()
+    if argv and argv[0] == "predict":
+        from inference.cli import predict_main, wants_offline
+
+        if wants_offline(argv[1:]):
+            return predict_main(argv[1:])
     if argv and argv[0] in ("serve", "predict"):
         from serving import cli as serving_cli
 

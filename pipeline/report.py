@@ -53,6 +53,7 @@ class RunSummary:
     pushed_path: str = ""
     pushed_version: str = ""
     model_dir: str = ""  # the Trainer's exported SavedModel
+    tflite: Optional[dict] = None  # TFLiteCheck's check.json: per-variant accuracy, size, latency, passed
 
     @property
     def executed(self) -> list[str]:
@@ -277,6 +278,10 @@ def read_run(metadata_path: str, run_id: str) -> RunSummary:
             summary.blessed = _prop(artifact, "blessed") == 1
         for artifact in outputs.get("model", []):
             summary.model_dir = os.path.join(artifact.uri, "Format-Serving")
+        for artifact in outputs.get("tflite_models", []):
+            from components.tflite_check.executor import read_check
+
+            summary.tflite = read_check(artifact.uri)
         for artifact in outputs.get("pushed_model", []):
             summary.pushed = _prop(artifact, "pushed") == 1
             summary.pushed_path = _prop(artifact, "pushed_destination") or ""
@@ -320,6 +325,7 @@ def format_summary(summary: RunSummary, class_names: Optional[list[str]] = None)
         )
     if summary.blessed is not None:
         lines.append(f"  blessed:    {'yes' if summary.blessed else 'NO'} ({summary.blessing_reason})")
+    lines += _tflite_lines(summary)
     if summary.pushed:
         lines.append(f"  pushed:     version {summary.pushed_version} -> {summary.pushed_path}")
     elif summary.pushed is not None:
@@ -353,6 +359,19 @@ def format_markdown(summary: RunSummary, class_names: Optional[list[str]] = None
         for a in ids:
             lines.append(f"| {name(a)} | " + " | ".join(str(int(summary.confusion.get((a, b), 0))) for b in ids) + " |")
         lines.append("")
+    if summary.tflite and summary.tflite.get("variants"):
+        lines += ["## TensorFlow Lite variants (held-out test split)", "",
+                  "| variant | accuracy | drop (points) | size (KiB) | latency (ms/image) | top-1 agreement | pushed |",
+                  "|---|---:|---:|---:|---:|---:|---|"]
+        for v in summary.tflite["variants"]:
+            if "accuracy" not in v:
+                lines.append(f"| {v['variant']} | | | | | | no: {v.get('reason', '')} |")
+                continue
+            lines.append(
+                f"| {v['variant']} | {v['accuracy']:.4f} | {100 * v['accuracy_drop']:+.2f} | {v['size_bytes'] / 1024:.1f} "
+                f"| {v['latency_ms']:.3f} | {100 * v['top1_agreement']:.1f}% | {'yes' if v['passed'] else 'no: ' + v['reason']} |"
+            )
+        lines.append("")
     if summary.rejected:
         lines += ["## Skipped files", "", "| file | reason |", "|---|---|"]
         lines += [f"| {r.get('path')} | {r.get('reason')} |" for r in summary.rejected]
@@ -360,6 +379,29 @@ def format_markdown(summary: RunSummary, class_names: Optional[list[str]] = None
     if summary.anomalies:
         lines += ["## Anomalies", ""] + [f"- {a}" for a in summary.anomalies] + [""]
     return "\n".join(lines)
+
+
+def _tflite_lines(summary: RunSummary) -> list[str]:
+    """One line per TFLite variant: accuracy, drop vs the SavedModel, size, latency, agreement, pushed."""
+    check = summary.tflite
+    if not check:
+        return []
+    if check.get("skipped"):
+        return [f"  tflite:     none built ({check['skipped']})"]
+    ref = check.get("reference_accuracy")
+    lines = [f"  tflite:     input uint8 {check.get('input_shape')}, {check.get('images')} test images, "
+             f"SavedModel accuracy {ref:.4f}" if ref is not None else "  tflite:"]
+    for v in check.get("variants", []):
+        if "accuracy" not in v:
+            lines.append(f"    {v['variant']:<13} NOT pushed: {v.get('reason', '')}")
+            continue
+        verdict = "pushed" if v["passed"] and summary.pushed else ("passed" if v["passed"] else f"NOT pushed: {v['reason']}")
+        lines.append(
+            f"    {v['variant']:<13} accuracy {v['accuracy']:.4f} ({100 * v['accuracy_drop']:+.2f} pt drop), "
+            f"{v['size_bytes'] / 1024:.0f} KiB, {v['latency_ms']:.2f} ms/image, "
+            f"top-1 agreement {100 * v['top1_agreement']:.1f}%: {verdict}"
+        )
+    return lines
 
 
 def write_markdown(summary: RunSummary, path: str, class_names: Optional[list[str]] = None) -> None:
