@@ -105,6 +105,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"lenspipe: data.schema_file {cfg.data.schema_file}: no such file; give a schema.pbtxt "
             "(e.g. the one SchemaGen wrote under <work-dir>/pipelines/<name>/SchemaGen/schema/)"
         )
+    if cfg.data.inference_root:
+        inference_root = Path(cfg.data.inference_root).expanduser().resolve()
+        if not inference_root.is_dir():
+            raise SystemExit(f"lenspipe: data.inference_root {cfg.data.inference_root}: not a directory; give a folder of images")
+        cfg.data.inference_root = str(inference_root)
     if cfg.data.format == "images" and cfg.data.span_pattern is None:
         counts = datasets.describe_image_folder(data_root)
         if len(counts) < 2:

@@ -18,6 +18,7 @@ from components.baseline import CANDIDATE_KEY, MODEL_BLESSING_KEY, MODEL_KEY, Pr
 from components.data_gate import DataGate
 from components.tflite_check import TFLiteCheck
 from components.image_example_gen.component import ImageExampleGen, make_input_config, make_output_config
+from components.predictions_writer import PredictionsWriter
 from components.versioned_pusher import VersionedPusher
 from lenspipe import features
 from lenspipe.config import LenspipeConfig
@@ -107,6 +108,30 @@ def eval_config(cfg: LenspipeConfig) -> tfma.EvalConfig:
         slicing_specs=slices,
         metrics_specs=metrics_specs,
     )
+
+
+def batch_inference(inference_root: str, model: Any, blessing: Any) -> list[Any]:
+    """TFX's BulkInferrer on the blessed model over an unlabeled folder, then predictions.jsonl + CSV.
+
+    The same ImageExampleGen reads the folder, so unreadable files are listed, not fatal.
+    """
+    from components.image_example_gen.component import INFERENCE_SPLIT, make_inference_output_config
+
+    images = ImageExampleGen(
+        input_base=inference_root,
+        input_config=make_input_config(None, "unlabeled"),
+        output_config=make_inference_output_config(),
+        input_format="unlabeled",
+    ).with_id("InferenceExampleGen")
+    bulk_inferrer = tfx.components.BulkInferrer(
+        examples=images.outputs["examples"],
+        model=model,
+        model_blessing=blessing,
+        data_spec=tfx.proto.DataSpec(example_splits=[INFERENCE_SPLIT]),
+        model_spec=tfx.proto.ModelSpec(model_signature_name=[features.EXAMPLES_SIGNATURE]),
+    )
+    writer = PredictionsWriter(inference_result=bulk_inferrer.outputs["inference_result"], model=model)
+    return [images, bulk_inferrer, writer]
 
 
 def create_pipeline(
@@ -216,6 +241,8 @@ def create_pipeline(
         tflite_models=tflite_check.outputs["tflite_models"] if tflite_check else None,
     )
     components += [trainer, baseline_resolver, evaluator, *([tflite_check] if tflite_check else []), pusher]
+    if cfg.data.inference_root:
+        components += batch_inference(cfg.data.inference_root, trainer.outputs["model"], evaluator.outputs["blessing"])
     return tfx.dsl.Pipeline(
         pipeline_name=cfg.runtime.pipeline_name,
         pipeline_root=pipeline_root,

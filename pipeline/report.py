@@ -21,6 +21,7 @@ from ml_metadata.proto import metadata_store_pb2
 from lenspipe import features
 
 
+INFERENCE_NODE = "InferenceExampleGen"  # reads data.inference_root; its rejections are not the training data's
 _STATE_NAMES = {v: k.lower() for k, v in metadata_store_pb2.Execution.State.items()}
 
 
@@ -54,6 +55,9 @@ class RunSummary:
     pushed_version: str = ""
     model_dir: str = ""  # the Trainer's exported SavedModel
     tflite: Optional[dict] = None  # TFLiteCheck's check.json: per-variant accuracy, size, latency, passed
+    predictions_path: str = ""  # batch inference over data.inference_root: predictions.jsonl (+ .csv twin)
+    predictions_count: Optional[int] = None
+    inference_rejected: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def executed(self) -> list[str]:
@@ -250,6 +254,17 @@ def read_run(metadata_path: str, run_id: str) -> RunSummary:
             state = "resolved"  # a resolver is an input query, not a component run
         summary.node_states[node] = state
         outputs = _outputs(store, execution.id)
+        if node == INFERENCE_NODE:
+            from components.image_example_gen.executor import read_rejected
+
+            for artifact in outputs.get("rejected", []):
+                summary.inference_rejected = read_rejected(artifact.uri)
+            continue
+        for artifact in outputs.get("predictions", []):
+            from components.predictions_writer.component import NUM_PREDICTIONS_PROPERTY, PREDICTIONS_FILE
+
+            summary.predictions_path = os.path.join(artifact.uri, PREDICTIONS_FILE)
+            summary.predictions_count = _prop(artifact, NUM_PREDICTIONS_PROPERTY)
         for artifact in outputs.get("rejected", []):
             from components.image_example_gen.executor import read_rejected
 
@@ -326,6 +341,10 @@ def format_summary(summary: RunSummary, class_names: Optional[list[str]] = None)
     if summary.blessed is not None:
         lines.append(f"  blessed:    {'yes' if summary.blessed else 'NO'} ({summary.blessing_reason})")
     lines += _tflite_lines(summary)
+    if summary.predictions_path:
+        lines.append(f"  predictions: {summary.predictions_count or 0} image(s) -> {summary.predictions_path} (+ .csv); "
+                     f"skipped {len(summary.inference_rejected)} file(s)")
+        lines += [f"    - {r.get('path')}: {r.get('reason')}" for r in summary.inference_rejected[:10]]
     if summary.pushed:
         lines.append(f"  pushed:     version {summary.pushed_version} -> {summary.pushed_path}")
     elif summary.pushed is not None:
