@@ -56,9 +56,13 @@ class TFLiteClassifier:
 
     def __init__(self, path: str, num_threads: Optional[int] = None, labels: Optional[Sequence[str]] = None):
         self.path = path
+        from trainer.tflite_export import quiet_native_stderr
+
         try:
-            self.interpreter = tf.lite.Interpreter(model_path=path, num_threads=num_threads)
-            self.interpreter.allocate_tensors()
+            with quiet_native_stderr():
+                self.interpreter = tf.lite.Interpreter(model_path=path, num_threads=num_threads)
+                self.interpreter.allocate_tensors()
+                self.interpreter.invoke()  # the XNNPACK delegate announces itself on the first invoke
         except (ValueError, RuntimeError) as e:
             raise ValueError(f"{path}: not a loadable TFLite model ({str(e).splitlines()[0]})") from None
         (inp,) = self.interpreter.get_input_details()

@@ -10,9 +10,11 @@ standardisation, whose mean and std are read out of the Transform graph itself.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
+import sys
 from dataclasses import asdict, dataclass
 from typing import Callable, Iterable, Iterator, Optional, Sequence
 
@@ -43,6 +45,25 @@ class Preprocessing:
     model_shape: tuple[int, int, int]  # H, W, C the classifier takes
     mean: tuple[float, ...]  # per channel, pixels scaled to [0, 1]
     std: tuple[float, ...]
+
+
+@contextlib.contextmanager
+def quiet_native_stderr() -> Iterator[None]:
+    """Silence what the TFLite converter and interpreter print from C++ straight to fd 2.
+
+    They log through absl before it is initialised ("Ignored output_format", "Created
+    TensorFlow Lite XNNPACK delegate"), past TF_CPP_MIN_LOG_LEVEL; errors still arrive as
+    Python exceptions.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _png(pixels: np.ndarray) -> bytes:
@@ -167,7 +188,8 @@ def convert(
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.uint8
     try:
-        return converter.convert()
+        with quiet_native_stderr():
+            return converter.convert()
     except Exception as e:  # noqa: BLE001 - the converter raises many types; one line for the user
         message = str(e).strip().splitlines()
         raise TFLiteExportError(f"TFLite conversion of {variant} failed: {message[0] if message else type(e).__name__}") from e

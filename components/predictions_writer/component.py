@@ -37,7 +37,7 @@ class PredictionsWriterSpec(types.ComponentSpec):
     OUTPUTS = {"predictions": ChannelParameter(type=Predictions)}
 
 
-def read_prediction_logs(uri: str, probabilities_key: str, examples_key: str) -> Iterator[tuple[str, list[float]]]:
+def read_prediction_logs(uri: str, probabilities_key: str) -> Iterator[tuple[str, list[float]]]:
     """(image path, probabilities) from the PredictionLog files BulkInferrer wrote under ``uri``."""
     import tensorflow as tf
     from tensorflow_serving.apis import prediction_log_pb2
@@ -47,7 +47,8 @@ def read_prediction_logs(uri: str, probabilities_key: str, examples_key: str) ->
     files = sorted(tf.io.gfile.glob(os.path.join(uri, "*")))
     for record in tf.data.TFRecordDataset(files, compression_type="GZIP"):
         log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
-        examples = tf.make_ndarray(log.predict_log.request.inputs[examples_key]).reshape(-1)
+        # tfx_bsl logs the serialized example under tf.saved_model.PREDICT_INPUTS, whatever the signature names it.
+        examples = tf.make_ndarray(log.predict_log.request.inputs[tf.saved_model.PREDICT_INPUTS]).reshape(-1)
         probs = tf.make_ndarray(log.predict_log.response.outputs[probabilities_key])
         probs = probs.reshape(len(examples), -1)
         for serialized, row in zip(examples, probs):
@@ -72,7 +73,7 @@ class Executor(base_executor.BaseExecutor):
         top_k = min(int(exec_properties["top_k"]), len(names))
         rows = (
             prediction_row(path, np.asarray(probs), names, top_k)
-            for path, probs in read_prediction_logs(result, features.PROBABILITIES_OUTPUT, features.EXAMPLES_INPUT)
+            for path, probs in read_prediction_logs(result, features.PROBABILITIES_OUTPUT)
         )
         count = write_rows(rows, os.path.join(out.uri, PREDICTIONS_FILE))
         out.set_int_custom_property(NUM_PREDICTIONS_PROPERTY, count)
