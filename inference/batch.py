@@ -170,7 +170,7 @@ def predict(
 
 
 def prediction_row(path: str, probs: np.ndarray, class_names: Sequence[str], top_k: int) -> dict:
-    order = np.argsort(-probs, kind="stable")[:top_k]
+    order = np.argsort(-np.asarray(probs), kind="stable")[:top_k]
     top = [{"class_id": int(i), "label": class_names[i], "probability": float(probs[i])} for i in order]
     return {"path": path, "class_id": top[0]["class_id"], "label": top[0]["label"],
             "probability": top[0]["probability"], "top_k": top}

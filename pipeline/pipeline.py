@@ -116,6 +116,7 @@ def batch_inference(inference_root: str, model: Any, blessing: Any) -> list[Any]
     The same ImageExampleGen reads the folder, so unreadable files are listed, not fatal.
     """
     from components.image_example_gen.component import INFERENCE_SPLIT, make_inference_output_config
+    from trainer.signatures import CLASSIFICATION_SIGNATURE
 
     images = ImageExampleGen(
         input_base=inference_root,
@@ -128,9 +129,10 @@ def batch_inference(inference_root: str, model: Any, blessing: Any) -> list[Any]
         model=model,
         model_blessing=blessing,
         data_spec=tfx.proto.DataSpec(example_splits=[INFERENCE_SPLIT]),
-        model_spec=tfx.proto.ModelSpec(model_signature_name=[features.EXAMPLES_SIGNATURE]),
+        # classify, not predict: tfx_bsl cannot log the predict signature's rank-1 string output (label).
+        model_spec=tfx.proto.ModelSpec(model_signature_name=[CLASSIFICATION_SIGNATURE]),
     )
-    writer = PredictionsWriter(inference_result=bulk_inferrer.outputs["inference_result"], model=model)
+    writer = PredictionsWriter(inference_result=bulk_inferrer.outputs["inference_result"])
     return [images, bulk_inferrer, writer]
 
 

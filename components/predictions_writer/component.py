@@ -8,7 +8,6 @@ artifact, listed in the run summary.
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Iterator
 
@@ -32,13 +31,16 @@ class PredictionsWriterSpec(types.ComponentSpec):
     PARAMETERS = {"top_k": ExecutionParameter(type=int)}
     INPUTS = {
         "inference_result": ChannelParameter(type=standard_artifacts.InferenceResult),
-        "model": ChannelParameter(type=standard_artifacts.Model),
     }
     OUTPUTS = {"predictions": ChannelParameter(type=Predictions)}
 
 
-def read_prediction_logs(uri: str, probabilities_key: str) -> Iterator[tuple[str, list[float]]]:
-    """(image path, probabilities) from the PredictionLog files BulkInferrer wrote under ``uri``."""
+def read_prediction_logs(uri: str) -> Iterator[tuple[str, list[str], list[float]]]:
+    """(image path, class names, scores) from the classify PredictionLogs BulkInferrer wrote under ``uri``.
+
+    BulkInferrer runs the ``classification`` signature: tfx_bsl cannot log a predict signature
+    with a string output of rank 1 (``label``), and classify logs carry the example itself.
+    """
     import tensorflow as tf
     from tensorflow_serving.apis import prediction_log_pb2
 
@@ -46,34 +48,25 @@ def read_prediction_logs(uri: str, probabilities_key: str) -> Iterator[tuple[str
 
     files = sorted(tf.io.gfile.glob(os.path.join(uri, "*")))
     for record in tf.data.TFRecordDataset(files, compression_type="GZIP"):
-        log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
-        # tfx_bsl logs the serialized example under tf.saved_model.PREDICT_INPUTS, whatever the signature names it.
-        examples = tf.make_ndarray(log.predict_log.request.inputs[tf.saved_model.PREDICT_INPUTS]).reshape(-1)
-        probs = tf.make_ndarray(log.predict_log.response.outputs[probabilities_key])
-        probs = probs.reshape(len(examples), -1)
-        for serialized, row in zip(examples, probs):
-            feats = tf.train.Example.FromString(serialized).features.feature
-            yield feats[features.PATH_KEY].bytes_list.value[0].decode("utf-8"), row
+        log = prediction_log_pb2.PredictionLog.FromString(record.numpy()).classify_log
+        examples = log.request.input.example_list.examples
+        for example, result in zip(examples, log.response.result.classifications):
+            path = example.features.feature[features.PATH_KEY].bytes_list.value[0].decode("utf-8")
+            yield path, [c.label for c in result.classes], [c.score for c in result.classes]
 
 
 class Executor(base_executor.BaseExecutor):
     def Do(self, input_dict, output_dict, exec_properties) -> None:
         import numpy as np
-        from tfx.utils import path_utils
 
         from inference.batch import prediction_row, write_rows
-        from lenspipe import features
 
-        model = artifact_utils.get_single_instance(input_dict["model"])
-        model_dir = path_utils.serving_model_path(model.uri, path_utils.is_old_model_artifact(model))
-        with open(os.path.join(model_dir, features.MODEL_METADATA_FILE)) as f:
-            names = json.load(f)["class_names"]
         result = artifact_utils.get_single_uri(input_dict["inference_result"])
         out = artifact_utils.get_single_instance(output_dict["predictions"])
-        top_k = min(int(exec_properties["top_k"]), len(names))
+        top_k = int(exec_properties["top_k"])
         rows = (
-            prediction_row(path, np.asarray(probs), names, top_k)
-            for path, probs in read_prediction_logs(result, features.PROBABILITIES_OUTPUT)
+            prediction_row(path, np.asarray(scores), labels, top_k)
+            for path, labels, scores in read_prediction_logs(result)
         )
         count = write_rows(rows, os.path.join(out.uri, PREDICTIONS_FILE))
         out.set_int_custom_property(NUM_PREDICTIONS_PROPERTY, count)
@@ -85,8 +78,8 @@ class PredictionsWriter(base_component.BaseComponent):
     SPEC_CLASS = PredictionsWriterSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
 
-    def __init__(self, inference_result: types.BaseChannel, model: types.BaseChannel, top_k: int = TOP_K):
+    def __init__(self, inference_result: types.BaseChannel, top_k: int = TOP_K):
         super().__init__(spec=PredictionsWriterSpec(
-            inference_result=inference_result, model=model, top_k=top_k,
+            inference_result=inference_result, top_k=top_k,
             predictions=types.Channel(type=Predictions),
         ))
