@@ -195,11 +195,10 @@ def convert(
         raise TFLiteExportError(f"TFLite conversion of {variant} failed: {message[0] if message else type(e).__name__}") from e
 
 
-def metadata(prep: Preprocessing, class_names: Sequence[str], variant: str) -> dict:
-    """The JSON written beside each .tflite file: the input contract and the labels."""
+def metadata(prep: Preprocessing, class_names: Sequence[str]) -> dict:
+    """The input contract of every variant, and the labels (written into check.json beside them)."""
     h, w, c = prep.input_shape
     return {
-        "variant": variant,
         "input": {"name": INPUT_NAME, "dtype": "uint8", "shape": [1, h, w, c],
                   "layout": "decoded image, channels converted (alpha dropped; grey = ITU-R 601 luma), "
                             f"resized to {h}x{w} with antialiased bilinear if it is another size"},

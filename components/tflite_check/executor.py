@@ -193,7 +193,7 @@ def build_and_check(
             "reason": reason,
         })
     doc = result.to_json()
-    doc["contract"] = tflite_export.metadata(prep, class_names, "any")
+    doc["contract"] = tflite_export.metadata(prep, class_names)
     tflite_export.write_json(os.path.join(out_dir, CHECK_FILE), doc)
     return result
 
