@@ -82,8 +82,10 @@ def test_full_int8_is_integer_inside(checked):
     _, out = checked
     interpreter = tf.lite.Interpreter(model_path=str(out / "full_int8.tflite"))
     assert interpreter.get_input_details()[0]["dtype"] == np.uint8
-    conv_weights = [t for t in interpreter.get_tensor_details() if "conv" in t["name"].lower() and len(t["shape"]) == 4]
-    assert conv_weights and all(t["dtype"] == np.int8 for t in conv_weights if t["quantization"][0] != 0)
+    conv = [t for t in interpreter.get_tensor_details() if "conv" in t["name"].lower() and len(t["shape"]) == 4]
+    assert conv and {t["dtype"] for t in conv} == {np.int8}  # weights and activations alike
+    float32 = tf.lite.Interpreter(model_path=str(out / "float32.tflite"))
+    assert np.float32 in {t["dtype"] for t in float32.get_tensor_details() if "conv" in t["name"].lower()}
 
 
 def test_blank_calibration_fails_the_check_and_is_not_pushed(digits_model, tmp_path):
