@@ -54,3 +54,12 @@ def test_unreadable_or_malformed_file(tmp_path):
     listy.write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="must hold a mapping"):
         load_config(listy)
+
+
+def test_tflite_section_defaults_overrides_and_bounds():
+    cfg = load_config()
+    assert cfg.tflite.enabled and cfg.tflite.variants == ["float32", "float16", "dynamic_int8", "full_int8"]
+    assert cfg.tflite.max_accuracy_drop == 0.01 and cfg.data.inference_root is None
+    assert load_config(None, {"tflite.variants": "[full_int8]"}).tflite.variants == ["full_int8"]
+    with pytest.raises(ConfigError, match="tflite.max_accuracy_drop"):
+        load_config(None, {"tflite.max_accuracy_drop": "2"})
