@@ -207,6 +207,12 @@ def read_check(uri: str) -> Optional[dict]:
         return json.load(f)
 
 
+def _skip(out: Any, reason: str) -> None:
+    """Record on the output artifact that no variant was built, and why."""
+    tflite_export.write_json(os.path.join(out.uri, CHECK_FILE), CheckResult([], [], skipped=reason).to_json())
+    out.set_string_custom_property(PASSED_PROPERTY, "")
+
+
 class Executor(base_executor.BaseExecutor):
     """Runs build_and_check on the Trainer's SavedModel; skips an unblessed model."""
 
@@ -219,20 +225,28 @@ class Executor(base_executor.BaseExecutor):
         blessing = input_dict.get("model_blessing") or []
         if blessing and blessing[0].get_int_custom_property("blessed") != 1:
             log.info("model not blessed: no TFLite variants built")
-            tflite_export.write_json(os.path.join(out.uri, CHECK_FILE), CheckResult([], [], skipped="model not blessed").to_json())
-            out.set_string_custom_property(PASSED_PROPERTY, "")
+            _skip(out, "model not blessed")
             return
         model = artifact_utils.get_single_instance(input_dict["model"])
         examples = artifact_utils.get_single_instance(input_dict["examples"])
         transform_dir = artifact_utils.get_single_uri(input_dict["transform_graph"])
         saved_model_dir = path_utils.serving_model_path(model.uri, path_utils.is_old_model_artifact(model))
-        with open(os.path.join(saved_model_dir, features.MODEL_METADATA_FILE)) as f:
-            model_shape = json.load(f)["input_shape"]
-        input_shape = (cfg.input_height or model_shape[0], cfg.input_width or model_shape[1], model_shape[2])
-        representative = representative_from(read_examples(examples, TRAIN_SPLIT), cfg.representative_images, input_shape)
-        result = build_and_check(
-            saved_model_dir, transform_dir, read_examples(examples, TEST_SPLIT), representative, cfg, out.uri, input_shape
-        )
+        try:
+            with open(os.path.join(saved_model_dir, features.MODEL_METADATA_FILE)) as f:
+                model_shape = json.load(f)["input_shape"]
+            input_shape = (cfg.input_height or model_shape[0], cfg.input_width or model_shape[1], model_shape[2])
+            representative = representative_from(
+                read_examples(examples, TRAIN_SPLIT), cfg.representative_images, input_shape
+            )
+            result = build_and_check(
+                saved_model_dir, transform_dir, read_examples(examples, TEST_SPLIT), representative, cfg, out.uri,
+                input_shape,
+            )
+        except Exception as e:  # noqa: BLE001 - the SavedModel push must not depend on the TFLite twins
+            reason = f"TFLite check failed: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}"
+            log.warning("%s", reason, exc_info=True)
+            _skip(out, reason)
+            return
         out.set_string_custom_property(PASSED_PROPERTY, ",".join(result.passed))
         for v in result.variants:
             log.info("TFLite %s: %s", v["variant"], json.dumps(v, sort_keys=True))

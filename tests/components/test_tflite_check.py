@@ -108,3 +108,34 @@ def test_blank_calibration_fails_the_check_and_is_not_pushed(digits_model, tmp_p
     version_dir, _ = push_model(digits_model.saved_model_dir, str(tmp_path / "serving"), tflite_files([artifact]))
     pushed = sorted(p.name for p in (tmp_path / "serving" / "1" / TFLITE_DIR).iterdir())
     assert pushed == sorted(["float32.tflite", LABELS_FILE, CHECK_FILE])
+
+
+def test_a_failing_check_is_recorded_and_never_raises(digits_model, tmp_path):
+    """The SavedModel push must not depend on the TFLite twins: the executor records the failure."""
+    import shutil
+
+    from tfx.types import standard_artifacts
+
+    from components.tflite_check.executor import CONFIG_KEY, Executor, read_check
+    from pipeline import report
+
+    model = standard_artifacts.Model()
+    model.uri = str(tmp_path / "model")
+    shutil.copytree(digits_model.saved_model_dir, tmp_path / "model" / "Format-Serving")
+    examples = standard_artifacts.Examples()
+    examples.uri = str(tmp_path / "no-examples")
+    examples.split_names = '["train", "test"]'
+    transform = standard_artifacts.TransformGraph()
+    transform.uri = digits_model.transform_dir
+    out = TFLiteModels()
+    out.uri = str(tmp_path / "out")
+    Executor().Do(
+        {"model": [model], "examples": [examples], "transform_graph": [transform]},
+        {"tflite_models": [out]},
+        {CONFIG_KEY: TFLiteConfig().model_dump_json()},
+    )
+    check = read_check(out.uri)
+    assert check["skipped"].startswith("TFLite check failed: no train examples under")
+    assert tflite_files([out]) == {}
+    summary = report.RunSummary(run_id="r", tflite=check)
+    assert "  tflite:     none built (TFLite check failed: no train examples" in report.format_summary(summary)
