@@ -57,6 +57,7 @@ test-fast: install install-airflow
 
 bench: install
 	$(BIN)/python -m bench.pipeline_bench $(ARGS)
+	$(BIN)/python -m bench.offline_bench
 
 bench-serving: install bench-deps
 	$(BIN)/python -m bench.serving_bench $(ARGS)

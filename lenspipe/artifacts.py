@@ -35,4 +35,20 @@ class ClassicalBaseline(types.Artifact):
     TYPE_NAME = "lenspipe.ClassicalBaseline"
 
 
-ARTIFACT_TYPES = (RejectedFiles, DataGateReport, ClassicalBaseline)
+class TFLiteModels(types.Artifact):
+    """TFLite variants of one model and their check: ``<variant>.tflite``, ``labels.txt``, ``check.json``.
+
+    ``check.json`` holds the input contract and, per variant, test accuracy, drop versus the
+    SavedModel, size, mean latency, top-1 agreement and ``passed`` (pushed or not, and why).
+    """
+
+    TYPE_NAME = "lenspipe.TFLiteModels"
+
+
+class Predictions(types.Artifact):
+    """``predictions.jsonl`` and ``predictions.csv`` of one batch inference run."""
+
+    TYPE_NAME = "lenspipe.Predictions"
+
+
+ARTIFACT_TYPES = (RejectedFiles, DataGateReport, ClassicalBaseline, TFLiteModels, Predictions)

@@ -47,6 +47,9 @@ class DataConfig(_Section):
     split_eval: int = Field(1, ge=1, le=100, description="Hash buckets for the eval split.")
     split_test: int = Field(1, ge=1, le=100, description="Hash buckets for the held-out test split.")
     schema_file: Optional[str] = Field(None, description="Curated schema.pbtxt; unset = inferred by SchemaGen.")
+    inference_root: Optional[str] = Field(
+        None, description="Folder of unlabeled images; if set, the run ends with BulkInferrer predictions on them."
+    )
 
 
 class ImageConfig(_Section):
@@ -132,6 +135,21 @@ class PusherConfig(_Section):
     )
 
 
+class TFLiteConfig(_Section):
+    enabled: bool = Field(True, description="Export and check TensorFlow Lite variants of every blessed model.")
+    variants: list[Literal["float32", "float16", "dynamic_int8", "full_int8"]] = Field(
+        ["float32", "float16", "dynamic_int8", "full_int8"], description="Which TFLite variants to build."
+    )
+    max_accuracy_drop: float = Field(
+        0.01, ge=0.0, le=1.0, description="Largest test accuracy drop vs the SavedModel for a variant to be pushed."
+    )
+    representative_images: int = Field(
+        200, ge=1, le=100000, description="Train images that calibrate the full_int8 variant."
+    )
+    input_height: Optional[int] = Field(None, ge=1, le=4096, description="TFLite input height; unset = image.height.")
+    input_width: Optional[int] = Field(None, ge=1, le=4096, description="TFLite input width; unset = image.width.")
+
+
 class RuntimeConfig(_Section):
     """Pipeline name, work dir, caching, Beam and seeds."""
 
@@ -185,6 +203,7 @@ class LenspipeConfig(_Section):
     evaluator: EvaluatorConfig = EvaluatorConfig()
     classical: ClassicalConfig = ClassicalConfig()
     pusher: PusherConfig = PusherConfig()
+    tflite: TFLiteConfig = TFLiteConfig()
     runtime: RuntimeConfig = RuntimeConfig()
 
     @model_validator(mode="after")

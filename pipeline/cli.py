@@ -2,7 +2,7 @@
 
   lenspipe run [--data DIR] [--config FILE] [--no-cache] [--set section.field=value ...]
   lenspipe serve ...     (TF Serving flags; see serving/)
-  lenspipe predict ...   (client for a running server)
+  lenspipe predict ...   (client for a running server; --tflite FILE / --saved-model DIR run locally)
   lenspipe compile --target kubeflow|airflow --output PATH [...]   (see docs/orchestration.md)
   lenspipe config [--explain]   (print the effective config as YAML, or each field with its source)
   lenspipe completion bash|zsh  (print a shell completion script)
@@ -177,6 +177,11 @@ def _prepare_data(cfg) -> Path:
             f"lenspipe: data.schema_file {cfg.data.schema_file}: no such file; give a schema.pbtxt "
             "(e.g. the one SchemaGen wrote under <work-dir>/pipelines/<name>/SchemaGen/schema/)"
         )
+    if cfg.data.inference_root:
+        inference_root = Path(cfg.data.inference_root).expanduser().resolve()
+        if not inference_root.is_dir():
+            raise SystemExit(f"lenspipe: data.inference_root {cfg.data.inference_root}: not a directory; give a folder of images")
+        cfg.data.inference_root = str(inference_root)
     if cfg.data.format == "images" and cfg.data.span_pattern is None:
         counts, empty = datasets.describe_image_folder(data_root)
         for name in empty:
@@ -316,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     completion_p.add_argument("shell", choices=("bash", "zsh"))
     completion_p.set_defaults(func=cmd_completion)
     sub.add_parser("serve", help="Serve a model base path over TF Serving's REST and gRPC APIs.", add_help=False)
-    sub.add_parser("predict", help="Send images to a running server and print label and probability.", add_help=False)
+    sub.add_parser("predict", help="Classify images: via a running server, or locally with --tflite FILE / --saved-model DIR.", add_help=False)
     return parser
 
 
@@ -342,6 +347,11 @@ def _quiet_libraries() -> None:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     _quiet_libraries()
+    if argv and argv[0] == "predict":
+        from inference.cli import predict_main, wants_offline
+
+        if wants_offline(argv[1:]):
+            return predict_main(argv[1:])
     if argv and argv[0] in ("serve", "predict"):
         from serving import cli as serving_cli
 

@@ -16,7 +16,7 @@ from typing import Mapping, Optional
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-# Step -> the source folders it runs (relative to the repository root). lenspipe/ (feature
+# Step -> the source folders (or files) it runs (relative to the repository root). lenspipe/ (feature
 # keys, the typed config every step re-validates with) is shared by all of them.
 SOURCES: Mapping[str, tuple[str, ...]] = {
     "example_gen": ("components/image_example_gen", "lenspipe"),
@@ -26,14 +26,20 @@ SOURCES: Mapping[str, tuple[str, ...]] = {
     "pusher": ("components/versioned_pusher", "lenspipe"),
     "classical_baseline": ("components/classical_baseline", "lenspipe"),
     "evaluator": ("components/evaluator", "lenspipe"),
+    "tflite_check": ("components/tflite_check", "inference", "trainer/tflite_export.py", "lenspipe"),
 }
 
 
-def source_hash(folders: tuple[str, ...], root: Optional[Path] = None) -> str:
-    """sha256 (16 hex digits) over the relative paths and bytes of every .py file under ``folders``."""
+def source_hash(sources: tuple[str, ...], root: Optional[Path] = None) -> str:
+    """sha256 (16 hex digits) over the relative paths and bytes of every .py file in ``sources`` (folders or files)."""
     root = root or REPO_ROOT
     digest = hashlib.sha256()
-    files = sorted(p for folder in folders for p in (root / folder).rglob("*.py") if "__pycache__" not in p.parts)
+    files = sorted(
+        p
+        for source in sources
+        for p in ([root / source] if source.endswith(".py") else (root / source).rglob("*.py"))
+        if "__pycache__" not in p.parts
+    )
     for path in files:
         digest.update(path.relative_to(root).as_posix().encode() + b"\0")
         digest.update(path.read_bytes() + b"\0")
@@ -42,4 +48,4 @@ def source_hash(folders: tuple[str, ...], root: Optional[Path] = None) -> str:
 
 def code_versions(root: Optional[Path] = None) -> dict[str, str]:
     """{step: hash of its sources} for every step in SOURCES."""
-    return {step: source_hash(folders, root) for step, folders in SOURCES.items()}
+    return {step: source_hash(sources, root) for step, sources in SOURCES.items()}

@@ -18,7 +18,9 @@ from components.baseline import CANDIDATE_KEY, MODEL_BLESSING_KEY, MODEL_KEY, Pr
 from components.classical_baseline import ClassicalBaseline
 from components.data_gate import DataGate
 from components.evaluator import Evaluator
+from components.tflite_check import TFLiteCheck
 from components.image_example_gen.component import ImageExampleGen, make_input_config, make_output_config
+from components.predictions_writer import PredictionsWriter
 from components.versioned_pusher import VersionedPusher
 from lenspipe import features
 from lenspipe.config import LenspipeConfig
@@ -108,6 +110,33 @@ def eval_config(cfg: LenspipeConfig) -> tfma.EvalConfig:
         slicing_specs=slices,
         metrics_specs=metrics_specs,
     )
+
+
+def batch_inference(inference_root: str, model: Any, blessing: Any, code_version: str = "") -> list[Any]:
+    """TFX's BulkInferrer on the blessed model over an unlabeled folder, then predictions.jsonl + CSV.
+
+    The same ImageExampleGen reads the folder, so unreadable files are listed, not fatal.
+    """
+    from components.image_example_gen.component import INFERENCE_SPLIT, make_inference_output_config
+    from trainer.signatures import CLASSIFICATION_SIGNATURE
+
+    images = ImageExampleGen(
+        input_base=inference_root,
+        input_config=make_input_config(None, "unlabeled"),
+        output_config=make_inference_output_config(),
+        input_format="unlabeled",
+        code_version=code_version,
+    ).with_id("InferenceExampleGen")
+    bulk_inferrer = tfx.components.BulkInferrer(
+        examples=images.outputs["examples"],
+        model=model,
+        model_blessing=blessing,
+        data_spec=tfx.proto.DataSpec(example_splits=[INFERENCE_SPLIT]),
+        # classify, not predict: tfx_bsl cannot log the predict signature's rank-1 string output (label).
+        model_spec=tfx.proto.ModelSpec(model_signature_name=[CLASSIFICATION_SIGNATURE]),
+    )
+    writer = PredictionsWriter(inference_result=bulk_inferrer.outputs["inference_result"])
+    return [images, bulk_inferrer, writer]
 
 
 def create_pipeline(
@@ -223,6 +252,16 @@ def create_pipeline(
         beat_baseline=cfg.evaluator.beat_baseline,
         code_version=code.get("evaluator", ""),
     )
+    tflite_check = None
+    if cfg.tflite.enabled:
+        tflite_check = TFLiteCheck(
+            model=trainer.outputs["model"],
+            transform_graph=transform.outputs["transform_graph"],
+            examples=examples,
+            model_blessing=evaluator.outputs["blessing"],
+            config=cfg.tflite.model_dump(),
+            code_version=code.get("tflite_check", ""),
+        )
     pusher = VersionedPusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],  # always wired: Cond is ignored under Airflow
@@ -230,8 +269,13 @@ def create_pipeline(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)
         ),
         custom_config={"allow_class_change": cfg.pusher.allow_class_change, "code_version": code.get("pusher", "")},
+        tflite_models=tflite_check.outputs["tflite_models"] if tflite_check else None,
     )
-    components += [trainer, baseline_resolver, evaluator, pusher]
+    components += [trainer, baseline_resolver, evaluator, *([tflite_check] if tflite_check else []), pusher]
+    if cfg.data.inference_root:
+        components += batch_inference(
+            cfg.data.inference_root, trainer.outputs["model"], evaluator.outputs["blessing"], code.get("example_gen", "")
+        )
     return tfx.dsl.Pipeline(
         pipeline_name=cfg.runtime.pipeline_name,
         pipeline_root=pipeline_root,

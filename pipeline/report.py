@@ -24,6 +24,7 @@ from lenspipe import features
 # A run's context: "pipeline_run" from the IR-based launchers (local, Kubeflow), "run" from
 # TFX's legacy launcher (Airflow), whose executions name their node in a component_run context.
 _RUN_CONTEXT_TYPES = ("pipeline_run", "run")
+INFERENCE_NODE = "InferenceExampleGen"  # reads data.inference_root; its rejections are not the training data's
 _STATE_NAMES = {v: k.lower() for k, v in metadata_store_pb2.Execution.State.items()}
 
 
@@ -65,6 +66,10 @@ class RunSummary:
     empty_class_folders: list[str] = field(default_factory=list)
     classical: dict[str, Any] = field(default_factory=dict)  # the ClassicalBaseline's result.json
     model_dir: str = ""  # the Trainer's exported SavedModel
+    tflite: Optional[dict] = None  # TFLiteCheck's check.json: per-variant accuracy, size, latency, passed
+    predictions_path: str = ""  # batch inference over data.inference_root: predictions.jsonl (+ .csv twin)
+    predictions_count: Optional[int] = None
+    inference_rejected: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def macro_f1(self) -> Optional[float]:
@@ -314,6 +319,17 @@ def read_run(metadata_path: str, run_id: str) -> RunSummary:
         summary.node_states[node] = state
         summary.node_seconds[node] = max(0.0, (execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1000)
         outputs = _outputs(store, execution.id)
+        if node == INFERENCE_NODE:
+            from components.image_example_gen.executor import read_rejected
+
+            for artifact in outputs.get("rejected", []):
+                summary.inference_rejected = read_rejected(artifact.uri)
+            continue
+        for artifact in outputs.get("predictions", []):
+            from components.predictions_writer.component import NUM_PREDICTIONS_PROPERTY, PREDICTIONS_FILE
+
+            summary.predictions_path = os.path.join(artifact.uri, PREDICTIONS_FILE)
+            summary.predictions_count = _prop(artifact, NUM_PREDICTIONS_PROPERTY)
         for artifact in outputs.get("rejected", []):
             from components.image_example_gen.executor import EMPTY_CLASS_FOLDERS_PROPERTY, read_rejected
 
@@ -354,6 +370,10 @@ def read_run(metadata_path: str, run_id: str) -> RunSummary:
                 summary.blessing_reason = _prop(artifact, "not_blessed_reason")
         for artifact in outputs.get("model", []):
             summary.model_dir = os.path.join(artifact.uri, "Format-Serving")
+        for artifact in outputs.get("tflite_models", []):
+            from components.tflite_check.executor import read_check
+
+            summary.tflite = read_check(artifact.uri)
         for artifact in outputs.get("pushed_model", []):
             summary.pushed = _prop(artifact, "pushed") == 1
             summary.pushed_path = _prop(artifact, "pushed_destination") or ""
@@ -423,6 +443,11 @@ def format_summary(summary: RunSummary, class_names: Optional[list[str]] = None)
             f"  classes changed vs the serving version: added {', '.join(summary.classes_added) or 'none'}; "
             f"removed {', '.join(summary.classes_removed) or 'none'}"
         )
+    lines += _tflite_lines(summary)
+    if summary.predictions_path:
+        lines.append(f"  predictions: {summary.predictions_count or 0} image(s) -> {summary.predictions_path} (+ .csv); "
+                     f"skipped {len(summary.inference_rejected)} file(s)")
+        lines += [f"    - {r.get('path')}: {r.get('reason')}" for r in summary.inference_rejected[:10]]
     if summary.pushed:
         lines.append(f"  pushed:     version {summary.pushed_version} -> {summary.pushed_path}")
     elif summary.pushed is not None:
@@ -458,6 +483,19 @@ def format_markdown(summary: RunSummary, class_names: Optional[list[str]] = None
         for a in ids:
             lines.append(f"| {name(a)} | " + " | ".join(str(int(summary.confusion.get((a, b), 0))) for b in ids) + " |")
         lines.append("")
+    if summary.tflite and summary.tflite.get("variants"):
+        lines += ["## TensorFlow Lite variants (held-out test split)", "",
+                  "| variant | accuracy | drop (points) | size (KiB) | latency (ms/image) | top-1 agreement | pushed |",
+                  "|---|---:|---:|---:|---:|---:|---|"]
+        for v in summary.tflite["variants"]:
+            if "accuracy" not in v:
+                lines.append(f"| {v['variant']} | | | | | | no: {v.get('reason', '')} |")
+                continue
+            lines.append(
+                f"| {v['variant']} | {v['accuracy']:.4f} | {100 * v['accuracy_drop']:+.2f} | {v['size_bytes'] / 1024:.1f} "
+                f"| {v['latency_ms']:.3f} | {100 * v['top1_agreement']:.1f}% | {'yes' if v['passed'] else 'no: ' + v['reason']} |"
+            )
+        lines.append("")
     if summary.rejected:
         lines += ["## Skipped files", "", "| file | reason |", "|---|---|"]
         lines += [f"| {r.get('path')} | {r.get('reason')} |" for r in summary.rejected]
@@ -465,6 +503,29 @@ def format_markdown(summary: RunSummary, class_names: Optional[list[str]] = None
     if summary.anomalies:
         lines += ["## Anomalies", ""] + [f"- {a}" for a in summary.anomalies] + [""]
     return "\n".join(lines)
+
+
+def _tflite_lines(summary: RunSummary) -> list[str]:
+    """One line per TFLite variant: accuracy, drop vs the SavedModel, size, latency, agreement, pushed."""
+    check = summary.tflite
+    if not check:
+        return []
+    if check.get("skipped"):
+        return [f"  tflite:     none built ({check['skipped']})"]
+    ref = check.get("reference_accuracy")
+    lines = [f"  tflite:     input uint8 {check.get('input_shape')}, {check.get('images')} test images, "
+             f"SavedModel accuracy {ref:.4f}" if ref is not None else "  tflite:"]
+    for v in check.get("variants", []):
+        if "accuracy" not in v:
+            lines.append(f"    {v['variant']:<13} NOT pushed: {v.get('reason', '')}")
+            continue
+        verdict = "pushed" if v["passed"] and summary.pushed else ("passed" if v["passed"] else f"NOT pushed: {v['reason']}")
+        lines.append(
+            f"    {v['variant']:<13} accuracy {v['accuracy']:.4f} ({100 * v['accuracy_drop']:+.2f} pt drop), "
+            f"{v['size_bytes'] / 1024:.0f} KiB, {v['latency_ms']:.2f} ms/image, "
+            f"top-1 agreement {100 * v['top1_agreement']:.1f}%: {verdict}"
+        )
+    return lines
 
 
 def write_markdown(summary: RunSummary, path: str, class_names: Optional[list[str]] = None) -> None:

@@ -40,7 +40,7 @@ def make_images(seed: int = 0) -> list[tuple[bytes, str, np.ndarray]]:
     return out
 
 
-def analyze(images, out_dir: Path, channels: int = 3):
+def analyze(images, out_dir: Path, channels: int = 3, size: int = IMAGE_SIZE):
     """Run tf.Transform (AnalyzeAndTransformDataset, in memory) over ``images``.
 
     Returns (transformed rows, transform output directory).
@@ -59,7 +59,7 @@ def analyze(images, out_dir: Path, channels: int = 3):
     rows = [{features.IMAGE_KEY: [png], features.LABEL_NAME_KEY: [label.encode()]} for png, label, _ in images]
     fn = functools.partial(
         preprocessing_fn,
-        custom_config={"image": {"height": IMAGE_SIZE, "width": IMAGE_SIZE, "channels": channels}},
+        custom_config={"image": {"height": size, "width": size, "channels": channels}},
     )
     with tft_beam.Context(temp_dir=str(out_dir / "tmp"), force_tf_compat_v1=False):
         (transformed, _), transform_fn = (rows, metadata) | tft_beam.AnalyzeAndTransformDataset(
@@ -92,3 +92,11 @@ def postgres():
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def digits_model(tmp_path_factory):
+    """A small CNN trained on scikit-learn's digits, exported like the Trainer does (see trained_model.py)."""
+    from tests.trained_model import train_digits_model
+
+    return train_digits_model(tmp_path_factory.mktemp("digits-model"))

@@ -49,6 +49,11 @@ def build_serving_module(model: Any, tft_output: tft.TFTransformOutput) -> tuple
     module = tf.Module()
     module.model = model
     module.tft_layer = tft_output.transform_features_layer()
+    # Keras 3 variables reach the SavedModel only through the Keras object graph, which TF1-style
+    # loaders (TF Serving's C++ loader, tfx_bsl's RunInference in BulkInferrer) do not restore:
+    # "Could not find variable block0_bn0/gamma" (keras-team/keras#20095). Tracking the underlying
+    # tf.Variables on the module puts them in the checkpoint those loaders read.
+    module.model_variables = [v.value for v in model.variables]
     names = class_names(tft_output)
     image_spec = tft_output.raw_feature_spec()[features.IMAGE_KEY]
     example_spec = {features.IMAGE_KEY: image_spec}

@@ -22,7 +22,8 @@ from components.image_example_gen import executor
 from lenspipe import features
 from lenspipe.artifacts import RejectedFiles  # noqa: F401 - re-exported: the spec's output type
 
-INPUT_FORMATS = ("images", "tfrecord")
+INPUT_FORMATS = ("images", "tfrecord", "unlabeled")
+INFERENCE_SPLIT = "inference"  # the one output split of an unlabeled folder
 INPUT_FORMAT_KEY = executor.INPUT_FORMAT_KEY
 EXAMPLES_KEY = standard_component_specs.EXAMPLES_KEY  # "examples"
 REJECTED_KEY = executor.REJECTED_KEY  # "rejected"
@@ -32,6 +33,7 @@ SPLIT_NAMES = ("train", "eval", "test")
 # File patterns relative to the input base (or to the span folder).
 _IMAGES_PATTERN = "*/*"  # <class>/<file>
 _TFRECORD_PATTERN = "*"  # every file is a TFRecord file (gzipped or plain)
+_PATTERNS = {"images": _IMAGES_PATTERN, "tfrecord": _TFRECORD_PATTERN, "unlabeled": executor.UNLABELED_PATTERN}
 
 
 class ImageExampleGenSpec(types.ComponentSpec):
@@ -64,7 +66,7 @@ def make_input_config(span_pattern: Optional[str] = None, input_format: str = "i
     Raises ValueError for an unknown format or a span pattern without exactly one ``{SPAN}``.
     """
     _check_input_format(input_format)
-    pattern = _IMAGES_PATTERN if input_format == "images" else _TFRECORD_PATTERN
+    pattern = _PATTERNS[input_format]
     if span_pattern is not None:
         if len(re.findall(example_gen_utils.SPAN_FULL_REGEX, span_pattern)) != 1:
             raise ValueError(f"span_pattern must contain {{SPAN}} exactly once, got {span_pattern!r}")
@@ -89,6 +91,16 @@ def make_output_config(train: int, eval: int, test: int) -> example_gen_pb2.Outp
     )
 
 
+def make_inference_output_config() -> example_gen_pb2.Output:
+    """One output split, ``inference``, for an unlabeled folder (every image is predicted)."""
+    return example_gen_pb2.Output(
+        split_config=example_gen_pb2.SplitConfig(
+            splits=[example_gen_pb2.SplitConfig.Split(name=INFERENCE_SPLIT, hash_buckets=1)],
+            partition_feature_name=features.PATH_KEY,
+        )
+    )
+
+
 class ImageExampleGen(FileBasedExampleGen):
     """Turns an image folder (or TFRecords of images) into tf.Examples plus a rejected-files list.
 
@@ -99,7 +111,8 @@ class ImageExampleGen(FileBasedExampleGen):
       output_config: default ``make_output_config(8, 1, 1)`` (train/eval/test by PATH_KEY hash).
       range_config: optional RangeConfig choosing spans, as for any FileBasedExampleGen.
       input_format: ``"images"`` (``<root>/<class>/<file>``) or ``"tfrecord"`` (tf.Examples with
-        at least IMAGE_KEY and LABEL_NAME_KEY), passed to the executor as the ``input_format``
+        at least IMAGE_KEY and LABEL_NAME_KEY) or ``"unlabeled"`` (every image below the root, any
+        depth, label_name empty; for prediction), passed to the executor as the ``input_format``
         execution parameter.
       code_version: hash of the sources the executor runs, so that editing them
         invalidates the cache (TFX does not hash executor code).

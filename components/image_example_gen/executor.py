@@ -30,7 +30,8 @@ from lenspipe import features
 
 logger = logging.getLogger(__name__)
 
-INPUT_FORMAT_KEY = "input_format"  # execution parameter: "images" | "tfrecord"
+INPUT_FORMAT_KEY = "input_format"  # execution parameter: "images" | "tfrecord" | "unlabeled"
+UNLABELED_PATTERN = "*"  # what the driver fingerprints for an unlabeled folder: its top-level entries
 REJECTED_KEY = "rejected"  # output key of the RejectedFiles artifact
 REJECTED_FILE_NAME = "rejected.jsonl"
 NUM_REJECTED_PROPERTY = "num_rejected"
@@ -180,15 +181,49 @@ def _ImagesToCandidates(pipeline: beam.Pipeline, input_base: str, pattern: str, 
         len(listing.candidates),
         len(listing.rejected),
     )
+    return _inspect_listed(pipeline, listing.candidates, listing.rejected, input_base)
+
+
+def _inspect_listed(pipeline: beam.Pipeline, candidates, rejected, input_base: str):
+    """(good candidates, all rejections) of listed files: each read and inspected, spread over workers."""
     inspected = (
         pipeline
-        | "ListImages" >> beam.Create(listing.candidates)
+        | "ListImages" >> beam.Create(candidates)
         | "Spread" >> beam.Reshuffle()
         | "Inspect" >> beam.FlatMap(_inspect_file, input_base).with_outputs(_REJECTED_TAG, main="good")
     )
-    listed_rejections = pipeline | "ListRejected" >> beam.Create(listing.rejected)
-    rejections = (inspected[_REJECTED_TAG], listed_rejections) | "AllRejected" >> beam.Flatten()
-    return inspected.good, rejections
+    listed_rejections = pipeline | "ListRejected" >> beam.Create(rejected)
+    return inspected.good, (inspected[_REJECTED_TAG], listed_rejections) | "AllRejected" >> beam.Flatten()
+
+
+def list_unlabeled_folder(root: str) -> Tuple[List[Tuple[str, str]], List[Rejection]]:
+    """(candidates (relative path, ""), rejections) of every file below ``root``, any depth, sorted."""
+    from components.image_example_gen.layout import IMAGE_EXTENSIONS
+
+    if not tf.io.gfile.isdir(root):
+        raise FileNotFoundError(f"{root}: image folder not found")
+    candidates, rejected = [], []
+    for dirpath, dirnames, filenames in tf.io.gfile.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if name.startswith("."):
+                continue
+            rel = posixpath.relpath(posixpath.join(dirpath, name), root)
+            extension = posixpath.splitext(name)[1].lower()
+            if extension in IMAGE_EXTENSIONS:
+                candidates.append((rel, ""))
+            else:
+                rejected.append((rel, f"unsupported extension {extension or '(none)'} (accepted: {' '.join(IMAGE_EXTENSIONS)})"))
+    return candidates, rejected
+
+
+@beam.ptransform_fn
+def _UnlabeledToCandidates(pipeline: beam.Pipeline, input_base: str, pattern: str):  # pylint: disable=invalid-name
+    """(candidates, rejections) of a folder of unlabeled images (label name "")."""
+    del pattern  # the whole folder, recursively
+    candidates, rejected = list_unlabeled_folder(input_base)
+    logger.info("ImageExampleGen: %s: %d unlabeled image file(s), %d rejected by name", input_base, len(candidates), len(rejected))
+    return _inspect_listed(pipeline, candidates, rejected, input_base)
 
 
 @beam.ptransform_fn
@@ -260,8 +295,10 @@ class Executor(BaseExampleGenExecutor):
                 to_candidates = _ImagesToCandidates(input_base, split_pattern, empty_folders)  # pylint: disable=no-value-for-parameter
             elif input_format == "tfrecord":
                 to_candidates = _TFRecordsToCandidates(input_base, split_pattern)  # pylint: disable=no-value-for-parameter
+            elif input_format == "unlabeled":
+                to_candidates = _UnlabeledToCandidates(input_base, split_pattern)  # pylint: disable=no-value-for-parameter
             else:
-                raise ValueError(f"input_format must be 'images' or 'tfrecord', got {input_format!r}")
+                raise ValueError(f"input_format must be 'images', 'tfrecord' or 'unlabeled', got {input_format!r}")
             candidates, rejections = pipeline | "Candidates" >> to_candidates
             rejected_parts.append(rejections)
             class_names = candidates | "ClassNames" >> _SortedClassNames()  # pylint: disable=no-value-for-parameter

@@ -18,7 +18,7 @@ import logging
 import os
 import re
 import uuid
-from typing import Any
+from typing import Any, Mapping, Optional
 
 from tfx.components.pusher import executor as tfx_pusher_executor
 from tfx.dsl.io import fileio
@@ -34,6 +34,8 @@ log = logging.getLogger("lenspipe.pusher")
 # orchestrator can make the serving directory a runtime parameter (a proto field cannot be one).
 SERVING_MODEL_DIR_KEY = "serving_model_dir"
 
+TFLITE_MODELS_KEY = "tflite_models"
+TFLITE_DIR = "assets.extra/tflite"  # TF Serving ignores assets.extra/
 _VERSION = re.compile(r"^[0-9]+$")
 _MAX_RENAME_RACES = 5
 ALLOW_CLASS_CHANGE_KEY = "allow_class_change"  # custom_config
@@ -49,8 +51,11 @@ def existing_versions(base_dir: str) -> list[int]:
     return sorted(int(n.rstrip("/")) for n in fileio.listdir(base_dir) if _VERSION.match(n.rstrip("/")))
 
 
-def push_model(model_path: str, base_dir: str) -> tuple[str, int]:
+def push_model(model_path: str, base_dir: str, extra_files: Optional[Mapping[str, str]] = None) -> tuple[str, int]:
     """Copy ``model_path`` to ``base_dir/<max existing + 1>`` atomically; returns (path, version).
+
+    ``extra_files`` maps a path inside the version to a source file; they land in the
+    same temporary copy, so they appear with the version, never after it.
 
     If another pusher takes the same number first, the rename fails and the next
     number is tried, so two concurrent pushes never overwrite each other.
@@ -59,6 +64,8 @@ def push_model(model_path: str, base_dir: str) -> tuple[str, int]:
     tmp = os.path.join(base_dir, f".tmp-{uuid.uuid4().hex}")
     # saved_model.pb last: anything that watches files sees it only after variables/.
     io_utils.copy_dir(model_path, tmp, deny_regex_patterns=[r"saved_model\.pb"])
+    for rel, source in (extra_files or {}).items():
+        io_utils.copy_file(source, os.path.join(tmp, rel))
     io_utils.copy_file(os.path.join(model_path, "saved_model.pb"), os.path.join(tmp, "saved_model.pb"))
     try:
         for _ in range(_MAX_RENAME_RACES):
@@ -100,6 +107,24 @@ def class_change(model_path: str, base_dir: str) -> tuple[list[str], list[str]]:
     return sorted(set(candidate) - set(previous)), sorted(set(previous) - set(candidate))
 
 
+def tflite_files(artifacts: Optional[list]) -> dict[str, str]:
+    """Files of the TFLite variants that passed their check (plus labels and check), by path in the version."""
+    from components.tflite_check.executor import CHECK_FILE, read_check
+    from inference.tflite_model import LABELS_FILE
+
+    if not artifacts:
+        return {}
+    uri = artifacts[0].uri
+    check = read_check(uri) or {}
+    passed = [v["file"] for v in check.get("variants", []) if v.get("passed")]
+    for v in check.get("variants", []):
+        if not v.get("passed"):
+            log.warning("TFLite %s not pushed: %s", v["variant"], v.get("reason"))
+    if not passed:
+        return {}
+    return {os.path.join(TFLITE_DIR, name): os.path.join(uri, name) for name in [*passed, LABELS_FILE, CHECK_FILE]}
+
+
 class Executor(tfx_pusher_executor.Executor):
     """Pushes a blessed model to a filesystem destination with integer versions."""
 
@@ -130,7 +155,7 @@ class Executor(tfx_pusher_executor.Executor):
             model_push.set_string_custom_property(NOT_PUSHED_REASON_PROPERTY, reason)
             self._MarkNotPushed(model_push)
             return
-        serving_path, version = push_model(model_path, base_dir)
+        serving_path, version = push_model(model_path, base_dir, tflite_files(input_dict.get(TFLITE_MODELS_KEY)))
         log.info("pushed version %d to %s", version, serving_path)
         io_utils.copy_dir(model_path, model_push.uri)  # the archive copy TFX's Pusher keeps
         self._MarkPushed(model_push, pushed_destination=serving_path, pushed_version=str(version))

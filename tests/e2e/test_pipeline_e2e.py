@@ -30,8 +30,10 @@ SMALL = [
 ]
 COMPONENTS = {
     "ImageExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "DataGate",
-    "Transform", "Tuner", "ClassicalBaseline", "Trainer", "Evaluator", "VersionedPusher",
+    "Transform", "Tuner", "ClassicalBaseline", "Trainer", "Evaluator", "TFLiteCheck", "VersionedPusher",
+    "InferenceExampleGen", "BulkInferrer", "PredictionsWriter",
 }
+UNLABELED_GOOD = 30  # digits written to the unlabeled folder, besides a broken PNG and a text file
 
 
 def lenspipe(*args: str) -> subprocess.CompletedProcess:
@@ -53,15 +55,31 @@ def work(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def first_run(work):
-    result = lenspipe("run", "--work-dir", str(work), *SMALL)
+def unlabeled(work) -> Path:
+    """A folder for data.inference_root: digits in no class folders, a broken PNG, a text file."""
+    from tests.conftest import png_bytes
+    from tests.trained_model import digits
+
+    root = work / "unlabeled"
+    (root / "day2").mkdir(parents=True)
+    images, _ = digits()
+    for i in range(UNLABELED_GOOD):
+        (root / ("day2" if i % 2 else "") / f"img_{i:03d}.png").write_bytes(png_bytes(images[-1 - i]))
+    (root / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    (root / "notes.txt").write_text("not an image")
+    return root
+
+
+@pytest.fixture(scope="module")
+def first_run(work, unlabeled):
+    result = lenspipe("run", "--work-dir", str(work), *SMALL, "--set", f"data.inference_root={unlabeled}")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result, summary_of(work)
 
 
 @pytest.fixture(scope="module")
-def second_run(work, first_run):
-    result = lenspipe("run", "--work-dir", str(work), *SMALL)
+def second_run(work, unlabeled, first_run):
+    result = lenspipe("run", "--work-dir", str(work), *SMALL, "--set", f"data.inference_root={unlabeled}")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result, summary_of(work)
 
@@ -241,3 +259,46 @@ def test_change_threshold_failure_blesses_nothing_and_names_both_values(work, re
         "fails allowed change -0.01 vs baseline"
     ) in summary.blessing_reason
     assert _tree(work / "serving") == before
+
+
+def test_tflite_variants_are_checked_summarised_and_pushed_beside_the_version(work, first_run):
+    result, summary = first_run
+    check = summary.tflite
+    assert [v["variant"] for v in check["variants"]] == ["float32", "float16", "dynamic_int8", "full_int8"]
+    for v in check["variants"]:
+        assert f"    {v['variant']}" in result.stdout  # one summary line per variant
+    passed = {v["file"] for v in check["variants"] if v["passed"]}
+    assert "float32.tflite" in passed
+    tflite_dir = work / "serving" / "lenspipe" / "1" / "assets.extra" / "tflite"
+    assert {p.name for p in tflite_dir.glob("*.tflite")} == passed
+    assert (tflite_dir / "labels.txt").read_text().split() == check["class_names"]
+
+    png = next((work / "data" / "digits-20" / "7").glob("*.png"))
+    predicted = lenspipe("predict", "--tflite", str(tflite_dir / "float32.tflite"), str(png))
+    assert predicted.returncode == 0, predicted.stderr[-2000:]
+    path, label, probability = predicted.stdout.strip().split("\t")
+    import tensorflow as tf
+
+    served = tf.saved_model.load(str(work / "serving" / "lenspipe" / "1")).signatures["serving_default"]
+    assert path == str(png)
+    assert label == served(image_bytes=tf.constant([png.read_bytes()]))["label"].numpy()[0].decode()
+
+
+def test_batch_inference_predicts_every_readable_unlabeled_image_like_the_served_model(work, unlabeled, first_run):
+    import tensorflow as tf
+
+    result, summary = first_run
+    rows = [json.loads(line) for line in Path(summary.predictions_path).read_text().splitlines()]
+    assert sorted(r["path"] for r in rows) == sorted(
+        str(p.relative_to(unlabeled)) for p in unlabeled.rglob("img_*.png")
+    )
+    assert len(rows) == UNLABELED_GOOD == summary.predictions_count
+    assert {r["path"] for r in summary.inference_rejected} == {"broken.png", "notes.txt"}
+    assert Path(summary.predictions_path).with_suffix(".csv").read_text().count("\n") == UNLABELED_GOOD + 1
+    assert f"predictions: {UNLABELED_GOOD} image(s)" in result.stdout
+
+    served = tf.saved_model.load(str(work / "serving" / "lenspipe" / "1")).signatures["serving_default"]
+    out = served(image_bytes=tf.constant([(unlabeled / r["path"]).read_bytes() for r in rows]))
+    assert [r["label"] for r in rows] == [v.decode() for v in out["label"].numpy()]
+    for row, probs in zip(rows, out["probabilities"].numpy()):
+        assert abs(row["probability"] - float(probs.max())) < 1e-5

@@ -61,3 +61,12 @@ def test_embedded_digits_get_a_digit_sized_input_unless_set():
     assert load_config(None, {"image.channels": 3}).image.model_dump() == {"height": 16, "width": 16, "channels": 3}
     own = load_config(None, {"data.root": "/photos"})
     assert own.image.model_dump() == {"height": 32, "width": 32, "channels": 3}  # your own images: the general default
+
+
+def test_tflite_section_defaults_overrides_and_bounds():
+    cfg = load_config()
+    assert cfg.tflite.enabled and cfg.tflite.variants == ["float32", "float16", "dynamic_int8", "full_int8"]
+    assert cfg.tflite.max_accuracy_drop == 0.01 and cfg.data.inference_root is None
+    assert load_config(None, {"tflite.variants": "[full_int8]"}).tflite.variants == ["full_int8"]
+    with pytest.raises(ConfigError, match="tflite.max_accuracy_drop"):
+        load_config(None, {"tflite.max_accuracy_drop": "2"})

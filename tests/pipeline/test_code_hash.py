@@ -13,8 +13,12 @@ from pipeline.pipeline import create_pipeline
 
 @pytest.fixture
 def repo_copy(tmp_path):
-    for folder in {f for folders in code_hash.SOURCES.values() for f in folders}:
-        shutil.copytree(code_hash.REPO_ROOT / folder, tmp_path / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    for source in {f for sources in code_hash.SOURCES.values() for f in sources}:
+        if source.endswith(".py"):
+            (tmp_path / source).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(code_hash.REPO_ROOT / source, tmp_path / source)
+        else:
+            shutil.copytree(code_hash.REPO_ROOT / source, tmp_path / source, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
     return tmp_path
 
 
@@ -22,6 +26,7 @@ def repo_copy(tmp_path):
     "edited, changed",
     [
         ("trainer/model.py", {"trainer"}),
+        ("trainer/tflite_export.py", {"trainer", "tflite_check"}),
         ("transform/preprocessing.py", {"transform"}),
         ("components/image_example_gen/decoding.py", {"example_gen"}),
         ("components/data_gate/classes.py", {"data_gate"}),
@@ -51,3 +56,4 @@ def test_each_hash_reaches_its_components_properties():
     assert "hash-of-pusher" in props["VersionedPusher"]["custom_config"]
     assert props["ClassicalBaseline"]["code_version"] == "hash-of-classical_baseline"
     assert props["Evaluator"]["code_version"] == "hash-of-evaluator"
+    assert props["TFLiteCheck"]["code_version"] == "hash-of-tflite_check"

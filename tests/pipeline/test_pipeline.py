@@ -23,7 +23,7 @@ def test_every_stage_present_and_gate_precedes_transform():
     nodes = by_id(build())
     assert set(nodes) == {
         "ImageExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "DataGate", "Transform",
-        "Tuner", "ClassicalBaseline", "Trainer", "baseline_resolver", "Evaluator", "VersionedPusher",
+        "Tuner", "ClassicalBaseline", "Trainer", "baseline_resolver", "Evaluator", "TFLiteCheck", "VersionedPusher",
     }
     assert "DataGate" in {n.id for n in nodes["Transform"].upstream_nodes}
     assert "DataGate" in {n.id for n in nodes["ClassicalBaseline"].upstream_nodes}
@@ -43,6 +43,22 @@ def test_pusher_needs_the_blessing_and_evaluator_uses_held_out_split():
     pusher_inputs = nodes["VersionedPusher"].inputs
     assert pusher_inputs["model_blessing"].producer_component_id == "Evaluator"
     assert nodes["Evaluator"].exec_properties["example_splits"] == f'["{EVAL_SPLIT}"]'
+
+
+def test_tflite_check_sits_between_evaluator_and_pusher_and_can_be_turned_off():
+    nodes = by_id(build())
+    assert nodes["TFLiteCheck"].inputs["model_blessing"].producer_component_id == "Evaluator"
+    assert nodes["VersionedPusher"].inputs["tflite_models"].producer_component_id == "TFLiteCheck"
+    off = by_id(build(**{"tflite.enabled": "false"}))
+    assert "TFLiteCheck" not in off and "tflite_models" not in off["VersionedPusher"].inputs
+
+
+def test_tflite_config_typo_fails_when_the_pipeline_is_built():
+    import pytest
+    from lenspipe.config import ConfigError
+
+    with pytest.raises(ConfigError, match="tflite.variants"):
+        build(**{"tflite.variants": "[float64]"})
 
 
 def test_tuner_off_means_no_tuner_and_trainer_without_hyperparameters():

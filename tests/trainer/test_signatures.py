@@ -89,3 +89,22 @@ def test_augmentation_is_inactive_at_inference(exported):
     x = np.random.default_rng(0).normal(size=(2, 8, 8, 3)).astype("float32")
     np.testing.assert_allclose(net(x, training=False).numpy(), net(x, training=False).numpy())
     assert not np.allclose(net(x, training=True).numpy(), net(x, training=False).numpy())
+
+
+def test_tf1_style_loader_finds_the_variables(exported, tiny_images):
+    """TF Serving's C++ loader and BulkInferrer (tfx_bsl) load through a TF1 session and the saver."""
+    _, _, export_dir = exported
+    pngs = [png for png, _, _ in tiny_images[:3]]
+    examples = [
+        tf.train.Example(features=tf.train.Features(feature={
+            features.IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[p])),
+        })).SerializeToString()
+        for p in pngs
+    ]
+    with tf.compat.v1.Session(graph=tf.compat.v1.Graph()) as sess:
+        meta = tf.compat.v1.saved_model.loader.load(sess, ["serve"], export_dir)
+        sig = meta.signature_def[features.EXAMPLES_SIGNATURE]
+        probs = sess.run(sig.outputs[features.PROBABILITIES_OUTPUT].name,
+                         feed_dict={sig.inputs[features.EXAMPLES_INPUT].name: examples})
+    by_bytes = tf.saved_model.load(export_dir).signatures[features.SERVING_SIGNATURE](image_bytes=tf.constant(pngs))
+    np.testing.assert_allclose(probs, by_bytes[features.PROBABILITIES_OUTPUT].numpy(), atol=1e-6)
