@@ -52,7 +52,7 @@ serve: install
 test: install install-airflow postgres-deps
 	$(BIN)/python -m pytest $(ARGS)
 
-test-fast: install install-airflow postgres-deps
+test-fast: install install-airflow
 	$(BIN)/python -m pytest -m "not e2e" $(ARGS)
 
 bench: install

@@ -1,8 +1,8 @@
 """A real Airflow scheduler runs the compiled DAG twice, with PostgreSQL as Airflow's and MLMD's database.
 
 Run 1 is the one the `@daily` schedule creates; run 2 is `airflow dags trigger` after new
-images arrived. LocalExecutor forks each task from the scheduler, which the preload plugin
-(pipeline/runners/airflow_preload.py) has made import TFX once, as docs/orchestration.md advises.
+images arrived. LocalExecutor runs each task in its own `airflow tasks run` process, which
+parses the DAG file (TFX imports, ~15 s) first: the two runs take several minutes.
 """
 
 from __future__ import annotations

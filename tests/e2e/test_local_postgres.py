@@ -23,7 +23,6 @@ def test_local_run_keeps_its_lineage_in_postgresql(tmp_path, postgres, monkeypat
     args = (
         "run", "--work-dir", str(tmp_path / "work"), "--set", "data.embedded_per_class=10",
         "--set", f"runtime.metadata={url}", "--set", f"runtime.metadata_password_file={secret}", *TINY,
-        "--set", "tuner.enabled=false",  # the store is the point here; the Tuner runs under Airflow
     )
     result = lenspipe(*args)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -34,9 +33,9 @@ def test_local_run_keeps_its_lineage_in_postgresql(tmp_path, postgres, monkeypat
     cfg = load_config(None, {"runtime.metadata": url, "runtime.metadata_password_file": str(secret)})
     connection = common.metadata_connection(cfg)
     summary = report.read_run(connection, report.latest_run_id(connection, "lenspipe"))
-    assert set(summary.executed) == COMPONENTS - {"Tuner"}
+    assert set(summary.executed) == COMPONENTS
     assert summary.pushed_version == "1" and sum(summary.split_counts.values()) == 100
 
     again = lenspipe(*args)  # the cache lookup works against PostgreSQL too
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
-    assert "9 cached" in again.stdout
+    assert "10 cached" in again.stdout
