@@ -101,6 +101,7 @@ class ServerOptions:
     rest_api_enable_cors_support: bool = False
     rest_api_max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     load_threads: int = 1
+    enable_model_warmup: bool = True  # TF Serving's default: replay assets.extra/tf_serving_warmup_requests
 
 
 def _read_text_proto(path: str, message: Message, flag: str) -> Message:
@@ -211,6 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Add CORS headers to REST responses.")
     p.add_argument("--rest_api_max_body_bytes", type=int, default=DEFAULT_MAX_BODY_BYTES,
                    help="Largest REST request body accepted (lenspipe addition); larger bodies get 413.")
+    p.add_argument("--enable_model_warmup", nargs="?", const=True, default=True, type=_bool_flag,
+                   help="Replay a version's assets.extra/tf_serving_warmup_requests before it is AVAILABLE.")
     return p
 
 
@@ -245,7 +248,8 @@ def parse_server_options(argv: list[str]) -> ServerOptions:
         enable_batching=args.enable_batching, batching=batching, prometheus_path=prometheus,
         rest_api_timeout_in_ms=args.rest_api_timeout_in_ms,
         rest_api_enable_cors_support=args.rest_api_enable_cors_support,
-        rest_api_max_body_bytes=args.rest_api_max_body_bytes)
+        rest_api_max_body_bytes=args.rest_api_max_body_bytes,
+        enable_model_warmup=args.enable_model_warmup)
 
 
 def initial_model_config(options: ServerOptions) -> model_server_config_pb2.ModelServerConfig:
