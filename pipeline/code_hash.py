@@ -26,6 +26,7 @@ SOURCES: Mapping[str, tuple[str, ...]] = {
     "pusher": ("components/versioned_pusher", "lenspipe"),
     "classical_baseline": ("components/classical_baseline", "lenspipe"),
     "evaluator": ("components/evaluator", "lenspipe"),
+    "serving_check": ("components/serving_check", "serving", "lenspipe"),  # it serves with serving/
 }
 
 
