@@ -5,7 +5,8 @@ re-run with nothing changed is the (cached) candidate itself: the Evaluator then
 compares the model with itself, re-executes, and the Pusher pushes a duplicate.
 This strategy also takes the candidate channel and skips it, so the baseline is
 the newest blessed model *other than the candidate*, and an unchanged re-run is
-a full cache hit.
+a full cache hit. A model `lenspipe rollback` took out of service is skipped too, so the
+baseline is the version actually serving.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import ml_metadata as mlmd
 from tfx import types
 from tfx.dsl.components.common import resolver
 
+from components.versioned_pusher.rollback import ROLLED_BACK_PROPERTY
+
 MODEL_KEY = "model"
 MODEL_BLESSING_KEY = "model_blessing"
 CANDIDATE_KEY = "candidate"
@@ -25,7 +28,7 @@ _BLESSED = "blessed"
 
 
 class PreviousBlessedModelStrategy(resolver.ResolverStrategy):
-    """Newest blessed Model (and its ModelBlessing) that is not the current candidate."""
+    """Newest blessed Model (and its ModelBlessing) that is neither the current candidate nor rolled back."""
 
     def resolve_artifacts(
         self, store: mlmd.MetadataStore, input_dict: dict[str, list[types.Artifact]]
@@ -37,6 +40,7 @@ class PreviousBlessedModelStrategy(resolver.ResolverStrategy):
             if b.get_int_custom_property(_BLESSED) == 1
         }
         for model in sorted(input_dict.get(MODEL_KEY, []), key=lambda a: a.id, reverse=True):
-            if model.id in blessings and model.id not in candidates:
+            rolled_back = model.get_int_custom_property(ROLLED_BACK_PROPERTY) == 1
+            if model.id in blessings and model.id not in candidates and not rolled_back:
                 return {MODEL_KEY: [model], MODEL_BLESSING_KEY: [blessings[model.id]], CANDIDATE_KEY: []}
         return {MODEL_KEY: [], MODEL_BLESSING_KEY: [], CANDIDATE_KEY: []}

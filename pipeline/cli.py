@@ -4,6 +4,7 @@
   lenspipe serve ...     (TF Serving flags; see serving/)
   lenspipe predict ...   (client for a running server)
   lenspipe config        (print the effective config as YAML)
+  lenspipe versions | rollback [--to N] [--undo] | promote N   (pipeline/deploy.py)
 
 Errors a user can fix end in one line naming the file or field, exit code 2.
 """
@@ -185,6 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     cfg_p = sub.add_parser("config", help="Print the effective configuration (defaults + file + overrides).")
     _add_config_args(cfg_p)
     cfg_p.set_defaults(func=cmd_config)
+    from pipeline import deploy
+
+    deploy.add_commands(sub, _add_config_args, _load)
     sub.add_parser("serve", help="Serve a model base path over TF Serving's REST and gRPC APIs.", add_help=False)
     sub.add_parser("predict", help="Send images to a running server and print label and probability.", add_help=False)
     return parser

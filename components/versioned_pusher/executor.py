@@ -50,6 +50,14 @@ def existing_versions(base_dir: str) -> list[int]:
     return sorted(int(n.rstrip("/")) for n in fileio.listdir(base_dir) if _VERSION.match(n.rstrip("/")))
 
 
+def taken_numbers(base_dir: str) -> list[int]:
+    """Integer versions plus those renamed ``<N>.rolled-back-<time>``: a number is never reused for another model."""
+    if not fileio.exists(base_dir):
+        return []
+    names = [n.rstrip("/") for n in fileio.listdir(base_dir)]
+    return sorted(int(n.split(".", 1)[0]) for n in names if _VERSION.match(n.split(".rolled-back-", 1)[0]))
+
+
 def push_model(model_path: str, base_dir: str) -> tuple[str, int]:
     """Copy ``model_path`` to ``base_dir/<max existing + 1>`` atomically; returns (path, version).
 
@@ -63,7 +71,7 @@ def push_model(model_path: str, base_dir: str) -> tuple[str, int]:
     io_utils.copy_file(os.path.join(model_path, "saved_model.pb"), os.path.join(tmp, "saved_model.pb"))
     try:
         for _ in range(_MAX_RENAME_RACES):
-            version = max(existing_versions(base_dir), default=0) + 1
+            version = max(taken_numbers(base_dir), default=0) + 1
             target = os.path.join(base_dir, str(version))
             if fileio.exists(target):
                 continue
