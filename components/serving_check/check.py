@@ -83,8 +83,9 @@ def in_process_predictions(model_dir: str, images: Sequence[bytes]) -> tuple[str
 class ServerProcess:
     """`python -m serving` on one model base path, on free ports, logging to a file; a context manager."""
 
-    def __init__(self, model_name: str, base_path: Path, log_path: Path) -> None:
+    def __init__(self, model_name: str, base_path: Path, log_path: Path, extra_flags: Sequence[str] = ()) -> None:
         self.model_name, self.base_path, self.log_path = model_name, base_path, log_path
+        self.extra_flags = list(extra_flags)
         self.rest_port, self.grpc_port = free_port(), free_port()
         self.proc: subprocess.Popen | None = None
 
@@ -95,7 +96,7 @@ class ServerProcess:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "serving", "--model_name", self.model_name,
                  "--model_base_path", str(self.base_path), "--port", str(self.grpc_port),
-                 "--rest_api_port", str(self.rest_port), "--enable_model_warmup=true"],
+                 "--rest_api_port", str(self.rest_port), "--enable_model_warmup=true", *self.extra_flags],
                 stdout=out, stderr=subprocess.STDOUT, env=env)
         return self
 
