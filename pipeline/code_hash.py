@@ -24,17 +24,19 @@ SOURCES: Mapping[str, tuple[str, ...]] = {
     "transform": ("transform", "lenspipe"),
     "trainer": ("trainer", "lenspipe"),  # Tuner and Trainer run the same code
     "pusher": ("components/versioned_pusher", "lenspipe"),
-    "classical_baseline": ("components/classical_baseline", "lenspipe"),
+    "classical_baseline": ("components/classical_baseline", "components/artifact_json.py", "lenspipe"),
     "evaluator": ("components/evaluator", "lenspipe"),
-    "serving_check": ("components/serving_check", "serving", "lenspipe"),  # it serves with serving/
+    # It serves with serving/.
+    "serving_check": ("components/serving_check", "components/artifact_json.py", "serving", "lenspipe"),
 }
 
 
 def source_hash(folders: tuple[str, ...], root: Optional[Path] = None) -> str:
-    """sha256 (16 hex digits) over the relative paths and bytes of every .py file under ``folders``."""
+    """sha256 (16 hex digits) over the relative paths and bytes of every .py file under ``folders`` (or named)."""
     root = root or REPO_ROOT
     digest = hashlib.sha256()
-    files = sorted(p for folder in folders for p in (root / folder).rglob("*.py") if "__pycache__" not in p.parts)
+    found = (([root / f] if (root / f).is_file() else (root / f).rglob("*.py")) for f in folders)
+    files = sorted(p for paths in found for p in paths if "__pycache__" not in p.parts)
     for path in files:
         digest.update(path.relative_to(root).as_posix().encode() + b"\0")
         digest.update(path.read_bytes() + b"\0")

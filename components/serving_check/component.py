@@ -6,7 +6,6 @@ INFRA_NOT_BLESSED marker file, as TFX's InfraValidator does), so TFX's Pusher.Ch
 plus ``result.json`` (requests, max |dp|, p50/p99) for the run summary.
 """
 
-import json
 import logging
 import os
 
@@ -17,6 +16,7 @@ from tfx.dsl.io import fileio
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.utils import path_utils
 
+from components.artifact_json import read_json, write_json
 from components.serving_check.check import run_serving_check
 from lenspipe import features
 
@@ -63,10 +63,7 @@ def ServingCheck(
 
 def write_result(blessing: standard_artifacts.InfraBlessing, passed: bool, result_json: str, reason: str) -> None:
     """Mark ``blessing`` as TFX's InfraValidator does and write result.json (temp name, then rename)."""
-    tmp = os.path.join(blessing.uri, f".{RESULT_FILE}.tmp")
-    with fileio.open(tmp, "w") as f:
-        f.write(result_json)
-    fileio.rename(tmp, os.path.join(blessing.uri, RESULT_FILE), overwrite=True)
+    write_json(blessing.uri, RESULT_FILE, result_json)
     with fileio.open(os.path.join(blessing.uri, _BLESSED_FILE if passed else _NOT_BLESSED_FILE), "w") as f:
         f.write("")
     blessing.set_int_custom_property("blessed", int(passed))
@@ -76,8 +73,4 @@ def write_result(blessing: standard_artifacts.InfraBlessing, passed: bool, resul
 
 def read_result(uri: str) -> dict:
     """The result.json a ServingCheck wrote under ``uri`` ({} if none)."""
-    path = os.path.join(uri, RESULT_FILE)
-    if not fileio.exists(path):
-        return {}
-    with fileio.open(path, "r") as f:
-        return json.load(f)
+    return read_json(uri, RESULT_FILE)

@@ -14,7 +14,12 @@ from pipeline.pipeline import create_pipeline
 @pytest.fixture
 def repo_copy(tmp_path):
     for folder in {f for folders in code_hash.SOURCES.values() for f in folders}:
-        shutil.copytree(code_hash.REPO_ROOT / folder, tmp_path / folder, ignore=shutil.ignore_patterns("__pycache__"))
+        source = code_hash.REPO_ROOT / folder
+        if source.is_file():
+            (tmp_path / folder).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(source, tmp_path / folder)
+            continue
+        shutil.copytree(source, tmp_path / folder, ignore=shutil.ignore_patterns("__pycache__"))
     return tmp_path
 
 
@@ -26,6 +31,9 @@ def repo_copy(tmp_path):
         ("components/image_example_gen/decoding.py", {"example_gen"}),
         ("components/data_gate/classes.py", {"data_gate"}),
         ("components/versioned_pusher/executor.py", {"pusher"}),
+        ("components/artifact_json.py", {"classical_baseline", "serving_check"}),
+        ("serving/warmup.py", {"serving_check"}),  # the check serves the candidate with serving/
+        ("trainer/warmup.py", {"trainer"}),
         ("lenspipe/features.py", set(code_hash.SOURCES)),  # bucket bounds, feature keys: every step
     ],
 )
