@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 LOCK   := requirements.lock
 STAMP  := $(VENV)/.installed-$(shell sha256sum $(LOCK) pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)
 
-.PHONY: install run test test-fast bench bench-serving bench-deps serve clean
+.PHONY: install run test test-fast bench bench-serving bench-warmup bench-deps serve clean
 
 install: $(STAMP)
 
@@ -37,6 +37,10 @@ bench: install
 
 bench-serving: install bench-deps
 	$(BIN)/python -m bench.serving_bench $(ARGS)
+
+# The first request after a version swap, with and without --enable_model_warmup (after `make run`).
+bench-warmup: install
+	$(BIN)/python -m bench.warmup_bench $(ARGS)
 
 # wrk (Debian) drives the serving benchmark; without it the bench falls back to a Python load
 # generator that competes with the server for CPU, and says so in its results.
