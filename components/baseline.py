@@ -5,7 +5,8 @@ re-run with nothing changed is the (cached) candidate itself: the Evaluator then
 compares the model with itself, re-executes, and the Pusher pushes a duplicate.
 This strategy also takes the candidate channel and skips it, so the baseline is
 the newest blessed model *other than the candidate*, and an unchanged re-run is
-a full cache hit.
+a full cache hit. A model `lenspipe rollback` took out of service is skipped too, so the
+baseline is the version actually serving.
 
 Under TFX's legacy launcher (Airflow) the resolver driver fills ``candidate`` with every
 model the Trainer ever produced, not only this run's: excluding all of them would leave
@@ -21,6 +22,8 @@ import ml_metadata as mlmd
 from ml_metadata.proto import metadata_store_pb2
 from tfx import types
 from tfx.dsl.components.common import resolver
+
+from components.versioned_pusher.rollback import ROLLED_BACK_PROPERTY
 
 MODEL_KEY = "model"
 MODEL_BLESSING_KEY = "model_blessing"
@@ -48,7 +51,7 @@ def newest_execution_outputs(store: mlmd.MetadataStore, artifacts: list[types.Ar
 
 
 class PreviousBlessedModelStrategy(resolver.ResolverStrategy):
-    """Newest blessed Model (and its ModelBlessing) that is not the current candidate."""
+    """Newest blessed Model (and its ModelBlessing) that is neither the current candidate nor rolled back."""
 
     def resolve_artifacts(
         self, store: mlmd.MetadataStore, input_dict: dict[str, list[types.Artifact]]
@@ -60,6 +63,7 @@ class PreviousBlessedModelStrategy(resolver.ResolverStrategy):
             if b.get_int_custom_property(_BLESSED) == 1
         }
         for model in sorted(input_dict.get(MODEL_KEY, []), key=lambda a: a.id, reverse=True):
-            if model.id in blessings and model.id not in candidates:
+            rolled_back = model.get_int_custom_property(ROLLED_BACK_PROPERTY) == 1
+            if model.id in blessings and model.id not in candidates and not rolled_back:
                 return {MODEL_KEY: [model], MODEL_BLESSING_KEY: [blessings[model.id]], CANDIDATE_KEY: []}
         return {MODEL_KEY: [], MODEL_BLESSING_KEY: [], CANDIDATE_KEY: []}

@@ -133,6 +133,20 @@ class PusherConfig(_Section):
     allow_class_change: bool = Field(
         False, description="Push a model whose class list differs from the newest pushed version's (renumbers ids)."
     )
+    label: Optional[Literal["canary"]] = Field(
+        None, description="canary: push as the `canary` label in the model_config_file (stable stays); unset = latest."
+    )
+    model_config_file: Optional[str] = Field(
+        None, description="TF Serving model_config_file for labels; unset = <serving_model_dir>/models.config."
+    )
+
+
+class ServingCheckConfig(_Section):
+    enabled: bool = Field(True, description="Serve the candidate with `lenspipe serve` before the push (InfraValidator's role).")
+    max_images: int = Field(200, ge=1, description="Held-out test images sent over REST and gRPC (the first N).")
+    max_abs_diff: float = Field(1e-6, ge=0.0, description="Largest allowed |served - in-process| probability.")
+    max_p99_ms: float = Field(250.0, gt=0.0, description="Budget for the p99 latency of one-image requests, ms.")
+    start_timeout_seconds: float = Field(180.0, gt=0.0, description="Wait this long for the version to be AVAILABLE.")
 
 
 class TFLiteConfig(_Section):
@@ -204,6 +218,7 @@ class LenspipeConfig(_Section):
     classical: ClassicalConfig = ClassicalConfig()
     pusher: PusherConfig = PusherConfig()
     tflite: TFLiteConfig = TFLiteConfig()
+    serving_check: ServingCheckConfig = ServingCheckConfig()
     runtime: RuntimeConfig = RuntimeConfig()
 
     @model_validator(mode="after")

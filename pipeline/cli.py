@@ -10,6 +10,7 @@
 Every config field is an option, ``--<section>.<field> VALUE`` (``lenspipe run --help``
 lists them by section with their defaults), and an environment variable,
 ``LENSPIPE_<SECTION>__<FIELD>``. Precedence: default < --config file < environment < options.
+  lenspipe versions | rollback [--to N] [--undo] | promote N   (pipeline/deploy.py)
 
 Errors a user can fix end in one line naming the file or field, exit code 2.
 """
@@ -320,6 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
     completion_p = sub.add_parser("completion", help="Print a shell completion script (bash or zsh).", **sub_kwargs)
     completion_p.add_argument("shell", choices=("bash", "zsh"))
     completion_p.set_defaults(func=cmd_completion)
+    from pipeline import deploy
+
+    deploy.add_commands(sub, _add_config_args, _load)
     sub.add_parser("serve", help="Serve a model base path over TF Serving's REST and gRPC APIs.", add_help=False)
     sub.add_parser("predict", help="Classify images: via a running server, or locally with --tflite FILE / --saved-model DIR.", add_help=False)
     return parser

@@ -24,9 +24,11 @@ SOURCES: Mapping[str, tuple[str, ...]] = {
     "transform": ("transform", "lenspipe"),
     "trainer": ("trainer", "lenspipe"),  # Tuner and Trainer run the same code
     "pusher": ("components/versioned_pusher", "lenspipe"),
-    "classical_baseline": ("components/classical_baseline", "lenspipe"),
+    "classical_baseline": ("components/classical_baseline", "components/artifact_json.py", "lenspipe"),
     "evaluator": ("components/evaluator", "lenspipe"),
     "tflite_check": ("components/tflite_check", "inference", "trainer/tflite_export.py", "lenspipe"),
+    # The check serves the candidate with serving/, so that code is part of what it runs.
+    "serving_check": ("components/serving_check", "components/artifact_json.py", "serving", "lenspipe"),
 }
 
 

@@ -21,6 +21,7 @@ from components.evaluator import Evaluator
 from components.tflite_check import TFLiteCheck
 from components.image_example_gen.component import ImageExampleGen, make_input_config, make_output_config
 from components.predictions_writer import PredictionsWriter
+from components.serving_check import ServingCheck
 from components.versioned_pusher import VersionedPusher
 from lenspipe import features
 from lenspipe.config import LenspipeConfig
@@ -262,16 +263,38 @@ def create_pipeline(
             config=cfg.tflite.model_dump(),
             code_version=code.get("tflite_check", ""),
         )
+    serving_check = None
+    if cfg.serving_check.enabled:
+        # InfraValidator's role without Docker: the candidate is served by `lenspipe serve` before any push.
+        serving_check = ServingCheck(
+            model=trainer.outputs["model"],
+            examples=examples,
+            model_name=cfg.pusher.model_name,
+            split=EVAL_SPLIT,
+            max_images=cfg.serving_check.max_images,
+            max_abs_diff=cfg.serving_check.max_abs_diff,
+            max_p99_ms=cfg.serving_check.max_p99_ms,
+            start_timeout_seconds=cfg.serving_check.start_timeout_seconds,
+            code_version=code.get("serving_check", ""),
+        )
     pusher = VersionedPusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],  # always wired: Cond is ignored under Airflow
+        infra_blessing=serving_check.outputs["infra_blessing"] if serving_check else None,
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)
         ),
-        custom_config={"allow_class_change": cfg.pusher.allow_class_change, "code_version": code.get("pusher", "")},
+        custom_config={
+            "allow_class_change": cfg.pusher.allow_class_change,
+            "label": cfg.pusher.label,
+            "model_config_file": cfg.pusher.model_config_file,
+            "model_name": cfg.pusher.model_name,
+            "code_version": code.get("pusher", ""),
+        },
         tflite_models=tflite_check.outputs["tflite_models"] if tflite_check else None,
     )
-    components += [trainer, baseline_resolver, evaluator, *([tflite_check] if tflite_check else []), pusher]
+    checks = [c for c in (tflite_check, serving_check) if c is not None]
+    components += [trainer, baseline_resolver, evaluator, *checks, pusher]
     if cfg.data.inference_root:
         components += batch_inference(
             cfg.data.inference_root, trainer.outputs["model"], evaluator.outputs["blessing"], code.get("example_gen", "")

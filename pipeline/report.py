@@ -70,6 +70,7 @@ class RunSummary:
     predictions_path: str = ""  # batch inference over data.inference_root: predictions.jsonl (+ .csv twin)
     predictions_count: Optional[int] = None
     inference_rejected: list[dict[str, str]] = field(default_factory=list)
+    serving_check: dict[str, Any] = field(default_factory=dict)  # the ServingCheck's result.json
 
     @property
     def macro_f1(self) -> Optional[float]:
@@ -368,6 +369,10 @@ def read_run(metadata_path: str, run_id: str) -> RunSummary:
             summary.blessed = _prop(artifact, "blessed") == 1
             if _prop(artifact, "not_blessed_reason"):
                 summary.blessing_reason = _prop(artifact, "not_blessed_reason")
+        for artifact in outputs.get("infra_blessing", []):
+            from components.serving_check import read_result as read_serving_check
+
+            summary.serving_check = read_serving_check(artifact.uri)
         for artifact in outputs.get("model", []):
             summary.model_dir = os.path.join(artifact.uri, "Format-Serving")
         for artifact in outputs.get("tflite_models", []):
@@ -448,6 +453,8 @@ def format_summary(summary: RunSummary, class_names: Optional[list[str]] = None)
         lines.append(f"  predictions: {summary.predictions_count or 0} image(s) -> {summary.predictions_path} (+ .csv); "
                      f"skipped {len(summary.inference_rejected)} file(s)")
         lines += [f"    - {r.get('path')}: {r.get('reason')}" for r in summary.inference_rejected[:10]]
+    if summary.serving_check:
+        lines.append(format_serving_check(summary.serving_check))
     if summary.pushed:
         lines.append(f"  pushed:     version {summary.pushed_version} -> {summary.pushed_path}")
     elif summary.pushed is not None:
@@ -455,6 +462,20 @@ def format_summary(summary: RunSummary, class_names: Optional[list[str]] = None)
     elif summary.failed:
         lines.append("  pushed:     nothing (the run stopped before the Pusher)")
     return "\n".join(lines)
+
+
+def format_serving_check(result: dict[str, Any]) -> str:
+    """One line: the serving check's verdict, requests, max |dp| and latencies (or which check failed)."""
+    requests = result.get("requests") or {}
+    parts = [f"{requests.get('rest', 0)} REST + {requests.get('grpc', 0)} gRPC requests"]
+    if result.get("max_abs_diff") is not None:
+        parts.append(f"max |dp| {result['max_abs_diff']:.2g} (limit {result.get('max_abs_diff_allowed', 0):g})")
+    for api, stats in sorted((result.get("latency_ms") or {}).items()):
+        parts.append(f"{api} p50 {stats['p50']:.1f} ms, p99 {stats['p99']:.1f} ms")
+    if result.get("latency_ms"):
+        parts.append(f"budget p99 {result.get('max_p99_ms', 0):g} ms")
+    verdict = "passed" if result.get("passed") else f"FAILED ({result.get('reason') or 'unknown'})"
+    return f"  serving check: {verdict}; " + "; ".join(parts)
 
 
 def format_markdown(summary: RunSummary, class_names: Optional[list[str]] = None) -> str:

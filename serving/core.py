@@ -22,6 +22,7 @@ from serving.flags import ServerOptions
 from serving.metrics import ServingMetrics
 from serving.servable import Servable, Signature
 from serving.versions import ModelManager
+from serving.warmup import make_loader
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +56,10 @@ class ServingCore:
         self._load_executor = ThreadPoolExecutor(max_workers=options.load_threads, thread_name_prefix="loader")
         self.scheduler = SharedBatchScheduler(options.batching, self.metrics) if options.enable_batching else None
         self._queues: dict[tuple[int, str], BatchQueue] = {}
-        self.manager = ModelManager(functools.partial(Servable, tags=options.saved_model_tags),
-                                    self._load_executor, self.metrics, on_unload=self._on_unload)
+        self.manager = ModelManager(
+            make_loader(options.enable_model_warmup, tags=options.saved_model_tags),
+            self._load_executor, self.metrics, on_unload=self._on_unload,
+        )
 
     # ---- execution -----------------------------------------------------------------------------
 

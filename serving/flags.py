@@ -125,6 +125,7 @@ class ServerOptions:
     enable_signature_method_name_check: bool = False
     saved_model_tags: tuple[str, ...] = ("serve",)
     warnings: tuple[str, ...] = ()  # one line per accepted-but-ignored TF Serving flag
+    enable_model_warmup: bool = True  # TF Serving's default: replay assets.extra/tf_serving_warmup_requests
 
 
 def _read_text_proto(path: str, message: Message, flag: str) -> Message:
@@ -258,6 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument(f"--{name}", nargs="?", const=True, default=None, type=_bool_flag, help=argparse.SUPPRESS)
         else:
             p.add_argument(f"--{name}", type=kind, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--enable_model_warmup", nargs="?", const=True, default=True, type=_bool_flag,
+                   help="Replay a version's assets.extra/tf_serving_warmup_requests before it is AVAILABLE.")
     return p
 
 
@@ -280,7 +283,6 @@ UNSUPPORTED_FLAGS: dict[str, tuple[type, object, str]] = {
     "platform_config_file": (str, "", "only the TensorFlow platform"),
     "per_process_gpu_memory_fraction": (float, 0.0, "no GPU support"),
     "grpc_max_threads": (int, None, "gRPC runs on the asyncio event loop"),
-    "enable_model_warmup": (bool, False, "assets.extra/tf_serving_warmup_requests is not replayed"),
     "num_request_iterations_for_warmup": (int, 0, "no model warm-up"),
     "remove_unused_fields_from_bundle_metagraph": (bool, None, "the MetaGraphDef is kept as written"),
     "prefer_tflite_model": (bool, False, "no TensorFlow Lite models"),
@@ -365,7 +367,8 @@ def parse_server_options(argv: list[str]) -> ServerOptions:
         load_threads=max(1, args.num_load_threads), grpc_socket_path=args.grpc_socket_path,
         grpc_channel_arguments=parse_grpc_channel_arguments(args.grpc_channel_arguments),
         enable_signature_method_name_check=args.enable_signature_method_name_check,
-        saved_model_tags=tags, warnings=_unsupported_warnings(args))
+        saved_model_tags=tags, warnings=_unsupported_warnings(args),
+        enable_model_warmup=args.enable_model_warmup)
 
 
 def initial_model_config(options: ServerOptions) -> model_server_config_pb2.ModelServerConfig:

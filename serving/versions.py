@@ -85,6 +85,7 @@ class ModelEntry:
         self.config = config
         self.versions: dict[int, VersionRecord] = {}
         self.lock = asyncio.Lock()  # one reconcile at a time per model
+        self._labels: dict[str, int] = dict(config.version_labels)
 
     @property
     def name(self) -> str:
@@ -92,7 +93,23 @@ class ModelEntry:
 
     @property
     def labels(self) -> dict[str, int]:
-        return dict(self.config.version_labels)
+        return dict(self._labels)
+
+    def move_labels(self) -> None:
+        """Point each configured label at its version once that version is AVAILABLE.
+
+        Until then a label keeps the version it pointed at, if that one still serves: retargeting
+        `stable` or `canary` in the config file never answers NOT_FOUND while the new version loads
+        (TF Serving refuses a label on a version that is not yet available, to the same effect).
+        """
+        wanted = dict(self.config.version_labels)
+        moved = {}
+        for label, version in wanted.items():
+            old = self._labels.get(label)
+            target_ready = version in self.versions and self.versions[version].state == AVAILABLE
+            old_serving = old is not None and old in self.versions and self.versions[old].state == AVAILABLE
+            moved[label] = old if (not target_ready and old_serving) else version
+        self._labels = moved
 
     def available(self) -> list[int]:
         return sorted(v for v, r in self.versions.items() if r.state == AVAILABLE)
@@ -148,6 +165,7 @@ class ModelManager:
                     await self._load(entry, version, *on_disk[version])
                 if all(entry.versions[v].error_code == Code.OK for v in to_load):
                     break
+            entry.move_labels()
             settled = all(entry.versions[v].state == AVAILABLE or entry.versions[v].error_code != Code.OK
                           for v in aspired)
             serving_aspired = any(entry.versions[v].state == AVAILABLE for v in aspired)

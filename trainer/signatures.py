@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import tensorflow as tf
 import tensorflow_transform as tft
 from tensorflow.core.protobuf import saved_model_pb2
 
 from lenspipe import features
+from trainer import warmup
 from trainer.data import IMAGE_XF, LABEL_XF, raw_input_spec
 
 CLASSIFY_METHOD_NAME = "tensorflow/serving/classify"
@@ -124,11 +125,13 @@ def export_serving_model(
     tft_output: tft.TFTransformOutput,
     export_dir: str,
     metadata: Mapping[str, Any],
+    warmup_images: Sequence[bytes] = (),
 ) -> None:
     """Save ``model`` with the transform graph and all signatures to ``export_dir``.
 
     ``metadata`` (seed, hyperparameters, class names, metrics) is written as JSON
-    to ``features.MODEL_METADATA_FILE`` beside the model.
+    to ``features.MODEL_METADATA_FILE`` beside the model; ``warmup_images`` (a few real encoded
+    images) become TF Serving's warm-up file (trainer/warmup.py).
     """
     module, signatures = build_serving_module(model, tft_output)
     tf.saved_model.save(module, export_dir, signatures=signatures)
@@ -137,3 +140,4 @@ def export_serving_model(
     tf.io.gfile.makedirs(os.path.dirname(path))
     with tf.io.gfile.GFile(path, "w") as f:
         f.write(json.dumps(dict(metadata), indent=2, sort_keys=True, default=str))
+    warmup.write_warmup_file(export_dir, list(warmup_images))

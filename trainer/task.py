@@ -10,7 +10,7 @@ from typing import Any
 import keras
 import keras_tuner
 
-from trainer import common, data, hparams, model, signatures
+from trainer import common, data, hparams, model, signatures, warmup
 from trainer.progress import ProgressCallback
 
 log = logging.getLogger("lenspipe.trainer")
@@ -81,5 +81,6 @@ def run_fn(fn_args: Any) -> None:
             "eval_accuracy": float(eval_accuracy),
             "eval_loss": float(eval_loss),
         },
+        warmup_images=warmup.warmup_images(data.expand_files(fn_args.eval_files)),
     )
     log.info("exported model to %s", fn_args.serving_model_dir)

@@ -23,6 +23,7 @@ from tfx.dsl.component.experimental.decorators import component
 from tfx.dsl.io import fileio
 from tfx.types import artifact_utils, standard_artifacts
 
+from components.artifact_json import read_json, write_json
 from lenspipe import features
 from lenspipe.artifacts import ClassicalBaseline as ClassicalBaselineResult
 
@@ -97,17 +98,10 @@ def ClassicalBaseline(
         "seconds": round(time.monotonic() - started, 2),
     }
     log.info("classical baseline (%s %s): test accuracy %.4f on %d images", method, params, accuracy, len(y_test))
-    tmp = os.path.join(result.uri, f".{RESULT_FILE}.tmp")
-    with fileio.open(tmp, "w") as f:
-        f.write(json.dumps(summary, indent=2, sort_keys=True, default=str))
-    fileio.rename(tmp, os.path.join(result.uri, RESULT_FILE), overwrite=True)
+    write_json(result.uri, RESULT_FILE, json.dumps(summary, indent=2, sort_keys=True, default=str))
     result.set_float_custom_property(ACCURACY_PROPERTY, accuracy)
 
 
 def read_result(uri: str) -> dict:
     """The result.json a ClassicalBaseline run wrote under ``uri`` ({} if none)."""
-    path = os.path.join(uri, RESULT_FILE)
-    if not fileio.exists(path):
-        return {}
-    with fileio.open(path, "r") as f:
-        return json.load(f)
+    return read_json(uri, RESULT_FILE)

@@ -39,6 +39,7 @@ class VersionedPusher(Pusher):
         self,
         model: types.BaseChannel,
         model_blessing: Optional[types.BaseChannel] = None,
+        infra_blessing: Optional[types.BaseChannel] = None,
         push_destination: Any = None,
         tflite_models: Optional[types.BaseChannel] = None,
         custom_config: Optional[dict] = None,
@@ -48,6 +49,7 @@ class VersionedPusher(Pusher):
         spec = VersionedPusherSpec(
             model=model,
             model_blessing=model_blessing,
+            infra_blessing=infra_blessing,
             push_destination=push_destination,
             custom_config=json_utils.dumps(custom_config),
             tflite_models=tflite_models,

@@ -26,6 +26,8 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 
+from components.versioned_pusher.rollback import ROLLED_BACK_AT_PROPERTY, ROLLED_BACK_PROPERTY
+from components.versioned_pusher import model_config
 from lenspipe import features
 
 log = logging.getLogger("lenspipe.pusher")
@@ -39,6 +41,9 @@ TFLITE_DIR = "assets.extra/tflite"  # TF Serving ignores assets.extra/
 _VERSION = re.compile(r"^[0-9]+$")
 _MAX_RENAME_RACES = 5
 ALLOW_CLASS_CHANGE_KEY = "allow_class_change"  # custom_config
+LABEL_KEY = "label"  # custom_config: push as this version label (e.g. canary) in MODEL_CONFIG_FILE_KEY
+MODEL_CONFIG_FILE_KEY = "model_config_file"
+MODEL_NAME_KEY = "model_name"
 CLASSES_ADDED_PROPERTY = "classes_added"  # JSON lists on the PushedModel artifact
 CLASSES_REMOVED_PROPERTY = "classes_removed"
 NOT_PUSHED_REASON_PROPERTY = "not_pushed_reason"
@@ -49,6 +54,14 @@ def existing_versions(base_dir: str) -> list[int]:
     if not fileio.exists(base_dir):
         return []
     return sorted(int(n.rstrip("/")) for n in fileio.listdir(base_dir) if _VERSION.match(n.rstrip("/")))
+
+
+def taken_numbers(base_dir: str) -> list[int]:
+    """Integer versions plus those renamed ``<N>.rolled-back-<time>``: a number is never reused for another model."""
+    if not fileio.exists(base_dir):
+        return []
+    names = [n.rstrip("/") for n in fileio.listdir(base_dir)]
+    return sorted(int(n.split(".", 1)[0]) for n in names if _VERSION.match(n.split(".rolled-back-", 1)[0]))
 
 
 def push_model(model_path: str, base_dir: str, extra_files: Optional[Mapping[str, str]] = None) -> tuple[str, int]:
@@ -69,7 +82,7 @@ def push_model(model_path: str, base_dir: str, extra_files: Optional[Mapping[str
     io_utils.copy_file(os.path.join(model_path, "saved_model.pb"), os.path.join(tmp, "saved_model.pb"))
     try:
         for _ in range(_MAX_RENAME_RACES):
-            version = max(existing_versions(base_dir), default=0) + 1
+            version = max(taken_numbers(base_dir), default=0) + 1
             target = os.path.join(base_dir, str(version))
             if fileio.exists(target):
                 continue
@@ -125,6 +138,28 @@ def tflite_files(artifacts: Optional[list]) -> dict[str, str]:
     return {os.path.join(TFLITE_DIR, name): os.path.join(uri, name) for name in [*passed, LABELS_FILE, CHECK_FILE]}
 
 
+def not_blessed_reason(input_dict: dict[str, list]) -> str:
+    """Which blessing is missing: the Evaluator's, or the serving check's (with its reason)."""
+    for blessing in input_dict.get(standard_component_specs.MODEL_BLESSING_KEY) or []:
+        if blessing.get_int_custom_property("blessed") != 1:
+            return "model not blessed"
+    for blessing in input_dict.get(standard_component_specs.INFRA_BLESSING_KEY) or []:
+        if blessing.get_int_custom_property("blessed") != 1:
+            why = blessing.get_string_custom_property("not_blessed_reason")
+            return f"serving check failed: {why}" if why else "serving check failed"
+    return "model not blessed"
+
+
+def rollback_of(input_dict: dict[str, list]) -> str:
+    """Why the candidate must not be pushed again ("" if it may): it is a version someone rolled back."""
+    for model in input_dict.get(standard_component_specs.MODEL_KEY) or []:
+        if model.get_int_custom_property(ROLLED_BACK_PROPERTY) == 1:
+            when = model.get_string_custom_property(ROLLED_BACK_AT_PROPERTY)
+            return (f"this model was rolled back{' at ' + when if when else ''} (lenspipe rollback); "
+                    "train a new one, or `lenspipe rollback --undo` to serve it again")
+    return ""
+
+
 class Executor(tfx_pusher_executor.Executor):
     """Pushes a blessed model to a filesystem destination with integer versions."""
 
@@ -132,8 +167,15 @@ class Executor(tfx_pusher_executor.Executor):
         self._log_startup(input_dict, output_dict, exec_properties)
         model_push = artifact_utils.get_single_instance(output_dict[standard_component_specs.PUSHED_MODEL_KEY])
         if not self.CheckBlessing(input_dict):
-            log.info("model not blessed: nothing pushed")
-            model_push.set_string_custom_property(NOT_PUSHED_REASON_PROPERTY, "model not blessed")
+            reason = not_blessed_reason(input_dict)
+            log.info("%s: nothing pushed", reason)
+            model_push.set_string_custom_property(NOT_PUSHED_REASON_PROPERTY, reason)
+            self._MarkNotPushed(model_push)
+            return
+        rolled_back = rollback_of(input_dict)
+        if rolled_back:
+            log.warning("not pushed: %s", rolled_back)
+            model_push.set_string_custom_property(NOT_PUSHED_REASON_PROPERTY, rolled_back)
             self._MarkNotPushed(model_push)
             return
         destination = pusher_pb2.PushDestination()
@@ -157,5 +199,10 @@ class Executor(tfx_pusher_executor.Executor):
             return
         serving_path, version = push_model(model_path, base_dir, tflite_files(input_dict.get(TFLITE_MODELS_KEY)))
         log.info("pushed version %d to %s", version, serving_path)
+        if custom_config.get(LABEL_KEY):
+            config_path = custom_config.get(MODEL_CONFIG_FILE_KEY) or model_config.default_model_config_file(base_dir)
+            model_config.label_version(config_path, custom_config.get(MODEL_NAME_KEY) or os.path.basename(base_dir),
+                                       base_dir, custom_config[LABEL_KEY], version)
+            log.info("labelled version %d %s in %s", version, custom_config[LABEL_KEY], config_path)
         io_utils.copy_dir(model_path, model_push.uri)  # the archive copy TFX's Pusher keeps
         self._MarkPushed(model_push, pushed_destination=serving_path, pushed_version=str(version))

@@ -89,3 +89,15 @@ def test_a_cached_trainer_execution_names_the_earlier_model_as_candidate():
         },
     )
     assert [m.id for m in out[MODEL_KEY]] == [second]
+
+
+def test_a_rolled_back_model_is_not_the_baseline_the_serving_one_is():
+    from components.versioned_pusher.rollback import ROLLED_BACK_PROPERTY
+
+    rolled_back = model(3)
+    rolled_back.set_int_custom_property(ROLLED_BACK_PROPERTY, 1)
+    out = resolve([model(1), model(2), rolled_back], [blessing(i, True) for i in (1, 2, 3)], [model(4)])
+    assert [m.id for m in out[MODEL_KEY]] == [2]
+    rolled_back.set_int_custom_property(ROLLED_BACK_PROPERTY, 0)  # `lenspipe rollback --undo`
+    out = resolve([model(1), model(2), rolled_back], [blessing(i, True) for i in (1, 2, 3)], [model(4)])
+    assert [m.id for m in out[MODEL_KEY]] == [3]

@@ -108,3 +108,26 @@ def test_the_same_class_list_pushes_without_a_flag(tmp_path):
     again = _push(tmp_path, _model_with_classes(tmp_path / "b", ["cat", "dog"]), base)
     assert again.get_int_custom_property("pushed") == 1
     assert again.get_json_value_custom_property("classes_added") == []
+
+
+def test_a_canary_push_labels_the_new_version_canary_and_keeps_stable(tmp_path):
+    from components.versioned_pusher import model_config
+
+    base = tmp_path / "serving" / "m"
+    _push(tmp_path, _model_with_classes(tmp_path / "a", ["cat", "dog"]), base)
+    model = _model_with_classes(tmp_path / "b", ["cat", "dog"])
+    pushed = standard_artifacts.PushedModel()
+    pushed.uri = str(tmp_path / "pushed-canary")
+    blessing = standard_artifacts.ModelBlessing()
+    blessing.set_int_custom_property("blessed", 1)
+    destination = pusher_pb2.PushDestination(filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=str(base)))
+    Executor().Do(
+        {"model": [model], "model_blessing": [blessing]}, {"pushed_model": [pushed]},
+        {"push_destination": proto_utils.proto_to_json(destination),
+         "custom_config": json.dumps({"label": "canary", "model_name": "m"})},
+    )
+    assert pushed.get_string_custom_property("pushed_version") == "2"
+    config = model_config.read_config(str(tmp_path / "serving" / "models.config"))
+    (entry,) = config.model_config_list.config
+    assert entry.name == "m" and dict(entry.version_labels) == {"stable": 1, "canary": 2}
+    assert list(entry.model_version_policy.specific.versions) == [1, 2]

@@ -30,7 +30,7 @@ SMALL = [
 ]
 COMPONENTS = {
     "ImageExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "DataGate",
-    "Transform", "Tuner", "ClassicalBaseline", "Trainer", "Evaluator", "TFLiteCheck", "VersionedPusher",
+    "Transform", "Tuner", "ClassicalBaseline", "Trainer", "Evaluator", "TFLiteCheck", "ServingCheck", "VersionedPusher",
     "InferenceExampleGen", "BulkInferrer", "PredictionsWriter",
 }
 UNLABELED_GOOD = 30  # digits written to the unlabeled folder, besides a broken PNG and a text file
@@ -93,6 +93,18 @@ def test_first_run_executes_everything_and_blesses(first_run):
     assert set(summary.split_counts) == {"train", "eval", "test"}
     assert summary.overall is not None and summary.overall.accuracy >= 0.5
     assert "blessed:    yes" in result.stdout and "pushed:     version 1" in result.stdout
+
+
+def test_the_serving_check_served_every_held_out_image_before_the_push(work, first_run):
+    result, summary = first_run
+    check = summary.serving_check
+    assert check["passed"] is True
+    assert check["requests"] == {"rest": summary.split_counts["test"], "grpc": summary.split_counts["test"]}
+    assert check["max_abs_diff"] <= 1e-6 and check["mismatches"] == 0
+    lines = result.stdout.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("  serving check: passed;"))
+    assert lines[at + 1].startswith("  pushed:     version 1")
+    assert (work / "serving" / "lenspipe" / "1" / "assets.extra" / "tf_serving_warmup_requests").is_file()
 
 
 def test_readable_report_written_for_the_run(work, first_run):
@@ -302,3 +314,39 @@ def test_batch_inference_predicts_every_readable_unlabeled_image_like_the_served
     assert [r["label"] for r in rows] == [v.decode() for v in out["label"].numpy()]
     for row, probs in zip(rows, out["probabilities"].numpy()):
         assert abs(row["probability"] - float(probs.max())) < 1e-5
+
+
+def test_after_a_rollback_the_next_run_compares_with_the_serving_version(work, first_run, rerun_without_cache):
+    """v1 (first run) and v2 (the no-cache re-run) are pushed; v2 is rolled back; the next baseline is v1."""
+    import ml_metadata as mlmd
+    from ml_metadata.proto import metadata_store_pb2
+
+    from pipeline import deploy
+
+    metadata = work / "metadata" / "lenspipe.sqlite"
+    base = work / "serving" / "lenspipe"
+    rolled = lenspipe("rollback", "--work-dir", str(work))
+    assert rolled.returncode == 0, rolled.stderr[-2000:]
+    assert "rolled back version(s) 2" in rolled.stdout and "1 model(s) marked" in rolled.stdout
+    assert deploy.integer_versions(base) == [1]
+    listed = lenspipe("versions", "--work-dir", str(work))
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    rows = [line.split() for line in listed.stdout.splitlines()[2:]]
+    assert [(r[0], r[1]) for r in rows] == [("2", "rolled"), ("1", "latest")]
+
+    pushes = deploy.pushes(deploy._store(metadata), base)
+    assert pushes[2].rolled_back and not pushes[1].rolled_back
+    # A new candidate (no tuning: the Trainer re-runs) is compared with v1, the version serving.
+    result = lenspipe("run", "--work-dir", str(work), *SMALL, "--set", "tuner.enabled=false")
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = summary_of(work)
+    assert "Trainer" in summary.executed and "Evaluator" in summary.executed
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = str(metadata)
+    store = mlmd.MetadataStore(config)
+    run = store.get_context_by_type_and_name("pipeline_run", summary.run_id)
+    evaluator = next(e for e in store.get_executions_by_context(run.id)
+                     if any(c.name == "lenspipe.Evaluator" for c in store.get_contexts_by_execution(e.id)))
+    baseline = [e.artifact_id for e in store.get_events_by_execution_ids([evaluator.id])
+                if e.type == metadata_store_pb2.Event.INPUT and e.path.steps[0].key == "baseline_model"]
+    assert baseline == [pushes[1].model_id]

@@ -31,6 +31,9 @@ def repo_copy(tmp_path):
         ("components/image_example_gen/decoding.py", {"example_gen"}),
         ("components/data_gate/classes.py", {"data_gate"}),
         ("components/versioned_pusher/executor.py", {"pusher"}),
+        ("components/artifact_json.py", {"classical_baseline", "serving_check"}),
+        ("serving/warmup.py", {"serving_check"}),  # the check serves the candidate with serving/
+        ("trainer/warmup.py", {"trainer"}),
         ("lenspipe/features.py", set(code_hash.SOURCES)),  # bucket bounds, feature keys: every step
     ],
 )

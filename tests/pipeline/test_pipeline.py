@@ -23,7 +23,8 @@ def test_every_stage_present_and_gate_precedes_transform():
     nodes = by_id(build())
     assert set(nodes) == {
         "ImageExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "DataGate", "Transform",
-        "Tuner", "ClassicalBaseline", "Trainer", "baseline_resolver", "Evaluator", "TFLiteCheck", "VersionedPusher",
+        "Tuner", "ClassicalBaseline", "Trainer", "baseline_resolver", "Evaluator", "TFLiteCheck", "ServingCheck",
+        "VersionedPusher",
     }
     assert "DataGate" in {n.id for n in nodes["Transform"].upstream_nodes}
     assert "DataGate" in {n.id for n in nodes["ClassicalBaseline"].upstream_nodes}
@@ -59,6 +60,16 @@ def test_tflite_config_typo_fails_when_the_pipeline_is_built():
 
     with pytest.raises(ConfigError, match="tflite.variants"):
         build(**{"tflite.variants": "[float64]"})
+
+
+def test_pusher_needs_the_serving_check_which_serves_the_trainers_model_on_the_held_out_split():
+    nodes = by_id(build(**{"serving_check.max_p99_ms": "80"}))
+    assert nodes["VersionedPusher"].inputs["infra_blessing"].producer_component_id == "ServingCheck"
+    check = nodes["ServingCheck"]
+    assert check.inputs["model"].producer_component_id == "Trainer"
+    assert check.exec_properties["split"] == EVAL_SPLIT and check.exec_properties["max_p99_ms"] == 80.0
+    off = by_id(build(**{"serving_check.enabled": "false"}))
+    assert "ServingCheck" not in off and "infra_blessing" not in off["VersionedPusher"].inputs
 
 
 def test_tuner_off_means_no_tuner_and_trainer_without_hyperparameters():

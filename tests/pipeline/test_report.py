@@ -81,3 +81,21 @@ def test_summary_lines_for_the_classical_baseline_and_a_failed_gate():
     assert "blessed:    NO (the CNN's test accuracy 0.9000 is below" in text
     assert "classes:    2; train images per class: a 3, b 4" in text
     assert "empty class folders (not classes): hollow" in text
+
+
+def test_summary_prints_the_serving_check_before_the_push_and_why_it_failed():
+    passed = {"passed": True, "requests": {"rest": 181, "grpc": 181}, "max_abs_diff": 2.9e-08,
+              "max_abs_diff_allowed": 1e-06, "latency_ms": {"rest": {"p50": 1.5, "p99": 4.25}, "grpc": {"p50": 1.2, "p99": 3.0}},
+              "max_p99_ms": 250.0}
+    summary = report.RunSummary(run_id="r", serving_check=passed, pushed=True, pushed_version="3", pushed_path="/s/3")
+    lines = report.format_summary(summary).splitlines()
+    check = next(i for i, line in enumerate(lines) if line.startswith("  serving check:"))
+    assert lines[check] == ("  serving check: passed; 181 REST + 181 gRPC requests; max |dp| 2.9e-08 (limit 1e-06); "
+                            "grpc p50 1.2 ms, p99 3.0 ms; rest p50 1.5 ms, p99 4.2 ms; budget p99 250 ms")
+    assert lines[check + 1].startswith("  pushed:     version 3")
+
+    failed = {"passed": False, "reason": "load: the server exited (code 1)", "requests": {"rest": 0, "grpc": 0}}
+    reason = "serving check failed: load: the server exited (code 1)"
+    text = report.format_summary(report.RunSummary(run_id="r", serving_check=failed, pushed=False, not_pushed_reason=reason))
+    assert "  serving check: FAILED (load: the server exited (code 1)); 0 REST + 0 gRPC requests" in text
+    assert f"  pushed:     nothing ({reason})" in text

@@ -188,3 +188,45 @@ def test_start_fails_when_every_version_fails_to_load(tmp_path):
 
     with pytest.raises(StartupError, match="no version of m could be loaded"):
         asyncio.run(start())
+
+
+def test_a_relabelled_version_takes_the_label_only_once_it_is_available(model_cache, tmp_path: Path):
+    """A config rewrite that moves `stable` 1 -> 2 in one step: requests for `stable` keep getting 1 while 2 loads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from serving.metrics import ServingMetrics
+    from serving.servable import Servable
+    from serving.versions import LOADING, ModelManager
+
+    base = tmp_path / "demo"
+    base.mkdir()
+    for v in (1, 2):
+        install_version(model_cache, base, v)
+    release = threading.Event()
+
+    def loader(name: str, version: int, path: Path) -> Servable:
+        if version == 2:
+            release.wait(60)  # hold version 2 in LOADING until the test has looked
+        return Servable(name, version, path)
+
+    def config(stable: int) -> model_server_config_pb2.ModelServerConfig:
+        return text_format.Parse(f"""model_config_list {{ config {{ name: "demo" base_path: "{base}"
+            model_version_policy {{ specific {{ versions: {stable} }} }}
+            version_labels {{ key: "stable" value: {stable} }} }} }}""", model_server_config_pb2.ModelServerConfig())
+
+    async def scenario() -> None:
+        manager = ModelManager(loader, ThreadPoolExecutor(1), ServingMetrics())
+        await manager.apply_config(config(1))
+        assert manager.servable("demo", None, "stable").version == 1
+        applying = asyncio.create_task(manager.apply_config(config(2)))
+        entry = manager.models["demo"]
+        while entry.versions.get(2) is None or entry.versions[2].state != LOADING:
+            await asyncio.sleep(0.01)
+        assert manager.servable("demo", None, "stable").version == 1
+        release.set()
+        await applying
+        assert manager.servable("demo", None, "stable").version == 2
+        assert entry.versions[1].state == "END"
+        await manager.unload_all()
+
+    asyncio.run(scenario())

@@ -108,3 +108,29 @@ def test_tf1_style_loader_finds_the_variables(exported, tiny_images):
                          feed_dict={sig.inputs[features.EXAMPLES_INPUT].name: examples})
     by_bytes = tf.saved_model.load(export_dir).signatures[features.SERVING_SIGNATURE](image_bytes=tf.constant(pngs))
     np.testing.assert_allclose(probs, by_bytes[features.PROBABILITIES_OUTPUT].numpy(), atol=1e-6)
+
+
+def test_export_writes_tf_serving_warmup_requests_of_real_images(tiny_transform, tiny_images, tmp_path):
+    import tensorflow_transform as tft
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    from trainer import warmup
+
+    _, transform_dir = tiny_transform
+    tft_output = tft.TFTransformOutput(str(transform_dir))
+    net = model.build_model(
+        hparams.search_space(TRAINER_CFG), input_shape=(8, 8, 3), num_classes=3, trainer_cfg=TRAINER_CFG, seed=1
+    )
+    pngs = [png for png, _, _ in tiny_images[:3]]
+    export_dir = str(tmp_path / "model")
+    signatures.export_serving_model(model.inference_model(net), tft_output, export_dir, metadata={}, warmup_images=pngs)
+    records = [prediction_log_pb2.PredictionLog.FromString(r.numpy())
+               for r in tf.data.TFRecordDataset(f"{export_dir}/{warmup.WARMUP_FILE}")]
+    assert [len(r.predict_log.request.inputs[features.IMAGE_BYTES_INPUT].string_val) for r in records] == [1, 1, 1, 8]
+    sent = [v for r in records for v in r.predict_log.request.inputs[features.IMAGE_BYTES_INPUT].string_val]
+    assert set(sent) == set(pngs)
+    # Each logged request is a valid call of the exported signature.
+    request = records[-1].predict_log.request
+    fn = tf.saved_model.load(export_dir).signatures[request.model_spec.signature_name]
+    out = fn(**{k: tf.constant(tf.make_ndarray(v)) for k, v in request.inputs.items()})
+    assert out[features.PROBABILITIES_OUTPUT].shape == (8, 3)
