@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lenspipe.config import TrainerConfig
 from tests.conftest import analyze, png_bytes
 
 MODEL_SIZE = 16
