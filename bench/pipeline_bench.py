@@ -6,7 +6,9 @@ Runs, each a `lenspipe run` child process (peak RSS from getrusage):
   1. cold with the first seed (every component executes), then the same again (all cached);
   2. cold with each further seed, for the CNN's median test accuracy against the classical
      baseline fitted on the same split;
-  3. cold with the first seed and TF op determinism off, for what determinism costs.
+  3. cold with the first seed and TF op determinism off, for what determinism costs;
+  4. a pretrained-backbone run (default mobilenet_v3_small, weights none, digits upscaled to
+     the backbone's minimum size, no tuning): time per epoch and peak RSS.
 Per-component times and metrics are read back from ML Metadata. Results go to a
 Markdown file (temporary file + rename).
 """
@@ -67,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-class", type=int, default=None, help="Digits per class (default: all 1,797).")
     parser.add_argument("--seeds", default="42,43,44", help="Comma-separated seeds; the first is timed and re-run.")
     parser.add_argument("--no-determinism-run", action="store_true", help="Skip the run with op determinism off.")
+    parser.add_argument("--backbone", default="mobilenet_v3_small", help="Backbone of run 4 ('none' skips it).")
     parser.add_argument("--out", default="bench/results/pipeline.md")
     parser.add_argument("extra", nargs="*", help="Extra `lenspipe run` arguments (after --).")
     args = parser.parse_args(argv)
@@ -87,7 +90,18 @@ def main(argv: list[str] | None = None) -> int:
                 [*base, "--seed", str(seeds[0]), "--set", "runtime.deterministic=false"],
             )
 
-    runs = [cold, cached, *by_seed[1:], *([loose] if loose else [])]
+        backbone = None
+        if args.backbone != "none":
+            from lenspipe.config import BACKBONE_MIN_SIZE
+
+            size = BACKBONE_MIN_SIZE[args.backbone]
+            backbone = _run(
+                f"cold, {args.backbone} (weights none, {size}x{size}, no tuning)", os.path.join(tmp, "backbone"),
+                [*base, "--architecture", args.backbone, "--backbone-weights", "none", "--image-size", str(size),
+                 "--set", "tuner.enabled=false"],
+            )
+
+    runs = [cold, cached, *by_seed[1:], *([loose] if loose else []), *([backbone] if backbone else [])]
     command = "python -m bench.pipeline_bench " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     lines = [
         "# Pipeline benchmark",
@@ -135,6 +149,13 @@ def main(argv: list[str] | None = None) -> int:
         f"- median CNN ≥ classical baseline: {'met' if median_cnn >= median_classical else 'NOT met'}",
         f"- median CNN ≥ {ACCURACY_TARGET}: {'met' if median_cnn >= ACCURACY_TARGET else 'NOT met'}",
     ]
+    if backbone:
+        epochs = sum(p.get("epochs", 0) for p in backbone.summary.architecture.get("phases", []))
+        trainer_s = backbone.summary.node_seconds.get("Trainer", float("nan"))
+        lines.append(
+            f"- {args.backbone} backbone: Trainer {trainer_s:.1f} s for {epochs} epochs "
+            f"({trainer_s / max(epochs, 1):.1f} s per epoch incl. export), peak RSS {backbone.rss_mib:.0f} MiB"
+        )
     if loose:
         lines.append(
             f"- op determinism costs {cold.seconds - loose.seconds:+.1f} s on the cold run "

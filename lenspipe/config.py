@@ -75,10 +75,31 @@ class TunerConfig(_Section):
     steps_per_epoch: Optional[int] = Field(None, ge=1, description="Cap on batches per trial epoch.")
 
 
-class TrainerConfig(_Section):
-    """The Keras CNN and how it is trained."""
+# Smallest input Keras Applications builds each backbone for (height and width).
+BACKBONE_MIN_SIZE = {"mobilenet_v3_small": 32, "efficientnet_v2_b0": 32, "resnet50": 32}
 
-    epochs: int = Field(40, ge=1, le=10000, description="Maximum epochs (early stopping may end sooner).")
+
+class TrainerConfig(_Section):
+    """The model (the CNN or a pretrained backbone) and how it is trained."""
+
+    architecture: Literal["cnn", "mobilenet_v3_small", "efficientnet_v2_b0", "resnet50"] = Field(
+        "cnn", description="'cnn' (from scratch) or a Keras Applications backbone with the same head."
+    )
+    backbone_weights: str = Field(
+        "none", description="Backbone start: 'imagenet' (Keras' download), a .weights.h5/.keras file, or 'none'."
+    )
+    head_epochs: int = Field(
+        10, ge=0, le=10000, description="Backbones: phase 1 epochs, head only (backbone frozen); 0 = skip."
+    )
+    fine_tune_layers: int = Field(
+        20, ge=0, description="Backbones: phase 2 unfreezes this many top backbone layers (BatchNorm stays frozen)."
+    )
+    fine_tune_lr_factor: float = Field(
+        0.1, gt=0.0, le=1.0, description="Backbones: phase 2 learning rate = learning_rate * this."
+    )
+    epochs: int = Field(
+        40, ge=1, le=10000, description="Maximum epochs, early stopping may end sooner (backbones: of phase 2)."
+    )
     steps_per_epoch: Optional[int] = Field(None, ge=1, description="Cap on batches per epoch; unset = one pass.")
     batch_size: int = Field(64, ge=1, le=4096)
     early_stopping_patience: int = Field(6, ge=1, description="Epochs without val_loss improvement.")
@@ -229,6 +250,12 @@ class LenspipeConfig(_Section):
             for name, value in DIGITS_IMAGE.items():
                 if name not in self.image.model_fields_set:
                     setattr(self.image, name, value)
+        minimum = BACKBONE_MIN_SIZE.get(self.trainer.architecture)
+        if minimum and min(self.image.height, self.image.width) < minimum:
+            raise ValueError(
+                f"trainer.architecture={self.trainer.architecture} needs image.height and image.width >= {minimum}, "
+                f"got {self.image.height}x{self.image.width}; e.g. --image-size {minimum}"
+            )
         if self.evaluator.beat_baseline and not self.classical.enabled:
             raise ValueError("evaluator.beat_baseline needs classical.enabled=true (the baseline to beat)")
         if self.data.format == "tfrecord" and self.data.root is None:

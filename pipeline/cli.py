@@ -48,6 +48,12 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--channels", type=int, choices=(1, 3), help="1 = greyscale, 3 = RGB.")
     p.add_argument("--trials", type=int, help="KerasTuner trials (tuner.max_trials).")
     p.add_argument("--epochs", type=int, help="Trainer epochs (trainer.epochs).")
+    p.add_argument(
+        "--architecture", help="cnn, mobilenet_v3_small, efficientnet_v2_b0 or resnet50 (trainer.architecture)."
+    )
+    p.add_argument(
+        "--backbone-weights", metavar="imagenet|FILE|none", help="Backbone start (trainer.backbone_weights)."
+    )
     p.add_argument("--min-accuracy", type=float, help="Accuracy needed to bless (evaluator.min_accuracy).")
     p.add_argument("--seed", type=int, help="Seed for splits-independent randomness (runtime.seed).")
     p.add_argument(
@@ -93,6 +99,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, str]:
         "image.channels": args.channels,
         "tuner.max_trials": args.trials,
         "trainer.epochs": args.epochs,
+        "trainer.architecture": args.architecture,
+        "trainer.backbone_weights": args.backbone_weights,
         "evaluator.min_accuracy": args.min_accuracy,
         "runtime.seed": args.seed,
     }

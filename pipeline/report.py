@@ -66,6 +66,7 @@ class RunSummary:
     empty_class_folders: list[str] = field(default_factory=list)
     classical: dict[str, Any] = field(default_factory=dict)  # the ClassicalBaseline's result.json
     model_dir: str = ""  # the Trainer's exported SavedModel
+    architecture: dict[str, Any] = field(default_factory=dict)  # from the model's metadata file
     tflite: Optional[dict] = None  # TFLiteCheck's check.json: per-variant accuracy, size, latency, passed
     predictions_path: str = ""  # batch inference over data.inference_root: predictions.jsonl (+ .csv twin)
     predictions_count: Optional[int] = None
@@ -375,6 +376,8 @@ def read_run(metadata_path: str, run_id: str) -> RunSummary:
             summary.serving_check = read_serving_check(artifact.uri)
         for artifact in outputs.get("model", []):
             summary.model_dir = os.path.join(artifact.uri, "Format-Serving")
+            meta = _read_json(os.path.join(summary.model_dir, features.MODEL_METADATA_FILE)) or {}
+            summary.architecture = meta.get("architecture") or {}
         for artifact in outputs.get("tflite_models", []):
             from components.tflite_check.executor import read_check
 
@@ -417,6 +420,8 @@ def format_summary(summary: RunSummary, class_names: Optional[list[str]] = None)
         hp = ", ".join(f"{k}={_fmt(v)}" for k, v in sorted(summary.best_hyperparameters.items()))
         score = f" (val_accuracy {summary.best_trial_score:.4f})" if summary.best_trial_score is not None else ""
         lines.append(f"  best trial: {hp}{score}")
+    if summary.architecture.get("name", "cnn") != "cnn":
+        lines.append(f"  model:      {architecture_text(summary.architecture)}")
     if summary.overall:
         f1 = summary.macro_f1
         lines.append(
@@ -476,6 +481,15 @@ def format_serving_check(result: dict[str, Any]) -> str:
         parts.append(f"budget p99 {result.get('max_p99_ms', 0):g} ms")
     verdict = "passed" if result.get("passed") else f"FAILED ({result.get('reason') or 'unknown'})"
     return f"  serving check: {verdict}; " + "; ".join(parts)
+
+
+def architecture_text(architecture: dict[str, Any]) -> str:
+    """'mobilenet_v3_small, weights <file> (sha256 ab12...); trained: head (backbone frozen) 10 epochs, then ...'."""
+    weights = architecture.get("weights") or {}
+    source = weights.get("source", "?") + (f" (sha256 {weights['sha256'][:12]}...)" if weights.get("sha256") else "")
+    phases = "; then ".join(f"{p['trained']}, {p['epochs']} epochs" for p in architecture.get("phases", []))
+    note = f"; {architecture['note']}" if architecture.get("note") else ""
+    return f"{architecture.get('name')}, weights {source}; trained: {phases}{note}"
 
 
 def format_markdown(summary: RunSummary, class_names: Optional[list[str]] = None) -> str:

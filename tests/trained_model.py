@@ -12,14 +12,15 @@ from pathlib import Path
 
 import numpy as np
 
+from lenspipe.config import TrainerConfig
 from tests.conftest import analyze, png_bytes
 
 MODEL_SIZE = 16
 TRAIN = 1300  # the first TRAIN digits train; the rest are held out
-TRAINER_CFG = {
-    "conv_blocks": 2, "base_filters": 16, "dense_units": 32, "dropout": 0.1, "learning_rate": 3e-3,
-    "augment_rotation": 0.0, "augment_translation": 0.05, "augment_zoom": 0.0, "augment_flip": "none",
-}
+TRAINER_CFG = TrainerConfig(
+    conv_blocks=2, base_filters=16, dense_units=32, dropout=0.1, learning_rate=3e-3,
+    augment_rotation=0.0, augment_translation=0.05, augment_zoom=0.0, augment_flip="none",
+)
 
 
 @dataclass(frozen=True)

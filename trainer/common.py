@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from lenspipe.config import ImageConfig, TrainerConfig, TunerConfig
 from trainer import data, signatures
+from trainer.tflite_export import read_normalisation
 
 log = logging.getLogger("lenspipe.trainer")
 
@@ -39,6 +40,7 @@ class TrainingSetup:
     input_shape: tuple[int, int, int]
     class_names: list[str]
     tft_output: tft.TFTransformOutput
+    normalisation: Optional[tuple]  # the Transform's per-channel (mean, std); read for backbones only
     cache_dir: Optional[str]
 
     @property
@@ -91,5 +93,6 @@ def setup(fn_args: Any) -> TrainingSetup:
         input_shape=(image.height, image.width, image.channels),
         class_names=names,
         tft_output=tft_output,
+        normalisation=None if trainer_cfg.architecture == "cnn" else read_normalisation(tft_output, (image.height, image.width, image.channels)),
         cache_dir=os.path.join(working_dir, "transformed-cache") if working_dir else None,
     )

@@ -22,16 +22,24 @@ def search_space(trainer_cfg: TrainerConfig) -> keras_tuner.HyperParameters:
 
 
 def declare(hp: keras_tuner.HyperParameters, trainer_cfg: TrainerConfig) -> dict[str, Any]:
-    """Declare (or read back) every tunable value on ``hp``; returns name -> value."""
-    blocks = trainer_cfg.conv_blocks
-    filters = trainer_cfg.base_filters
+    """Declare (or read back) every tunable value on ``hp``; returns name -> value.
+
+    The CNN tunes its depth and width; a backbone tunes how many of its top layers are
+    fine-tuned instead. Both tune the head and the learning rate.
+    """
     dense = trainer_cfg.dense_units
-    return {
-        "conv_blocks": hp.Int("conv_blocks", 1, max(4, blocks), default=blocks),
-        "base_filters": hp.Choice("base_filters", sorted({16, 32, 64, filters}), default=filters),
+    values = {
         "dense_units": hp.Choice("dense_units", sorted({64, 128, 256, dense}), default=dense),
         "dropout": hp.Float("dropout", 0.0, 0.6, step=0.1, default=round(trainer_cfg.dropout, 1)),
         "learning_rate": hp.Float(
             "learning_rate", 1e-4, 1e-2, sampling="log", default=trainer_cfg.learning_rate
         ),
     }
+    if trainer_cfg.architecture == "cnn":
+        blocks, filters = trainer_cfg.conv_blocks, trainer_cfg.base_filters
+        values["conv_blocks"] = hp.Int("conv_blocks", 1, max(4, blocks), default=blocks)
+        values["base_filters"] = hp.Choice("base_filters", sorted({16, 32, 64, filters}), default=filters)
+    else:
+        layers = trainer_cfg.fine_tune_layers
+        values["fine_tune_layers"] = hp.Choice("fine_tune_layers", sorted({0, 10, 20, 40, layers}), default=layers)
+    return values

@@ -1,4 +1,4 @@
-"""The Keras 3 CNN: augmentation (training only), conv blocks with batch norm, dropout, softmax.
+"""The Keras 3 model: augmentation (training only), the CNN or a pretrained backbone, one head.
 
 Keras 3 is imported directly (``import keras``), never through ``tf.keras``:
 tensorflow_transform sets TF_USE_LEGACY_KERAS at import, so what ``tf.keras``
@@ -7,13 +7,13 @@ means depends on import order (TFX-1.16-NOTES).
 
 from __future__ import annotations
 
-from typing import Any
-
-from lenspipe.config import TrainerConfig
+from typing import Any, Optional
 
 import keras
 import keras_tuner
 
+from lenspipe.config import TrainerConfig
+from trainer import backbones
 from trainer import hparams as hparams_lib
 
 CLASSIFIER_NAME = "classifier"
@@ -34,22 +34,8 @@ def augmentation(trainer_cfg: TrainerConfig, seed: int) -> keras.Sequential:
     return keras.Sequential(layers, name="augment")
 
 
-def build_model(
-    hp: keras_tuner.HyperParameters,
-    *,
-    input_shape: tuple[int, int, int],
-    num_classes: int,
-    trainer_cfg: TrainerConfig,
-    seed: int,
-) -> keras.Model:
-    """A compiled CNN for standardised images of ``input_shape`` and ``num_classes`` classes.
-
-    Depth, width, dropout and learning rate come from ``hp`` (tuner or defaults);
-    each block halves the resolution until it would drop below 2 pixels.
-    """
-    values = hparams_lib.declare(hp, trainer_cfg)
-    inputs = keras.Input(shape=input_shape, name="image")
-    x = inputs
+def _cnn_body(x, values: dict, input_shape: tuple[int, int, int]):
+    """Conv blocks (conv-BN-ReLU x2, max-pool); each block halves the resolution until it would drop below 2 px."""
     size = min(input_shape[0], input_shape[1])
     for block in range(values["conv_blocks"]):
         filters = values["base_filters"] * (2**block)
@@ -61,22 +47,60 @@ def build_model(
         if size >= 4:
             x = keras.layers.MaxPooling2D(2, name=f"block{block}_pool")(x)
             size //= 2
+    return x
+
+
+def build_model(
+    hp: keras_tuner.HyperParameters,
+    *,
+    input_shape: tuple[int, int, int],
+    num_classes: int,
+    trainer_cfg: TrainerConfig,
+    seed: int,
+    normalisation: Optional[tuple] = None,
+) -> keras.Model:
+    """A compiled model for standardised images of ``input_shape`` and ``num_classes`` classes.
+
+    The body is the CNN (``trainer_cfg.architecture == "cnn"``) or a Keras Applications
+    backbone (trainer/backbones.py; ``normalisation`` = the Transform's per-channel (mean, std),
+    needed to feed it its own input scale), frozen for phase 1 of training. The head
+    (pooling, dropout, dense, dropout, softmax) is the same for both. Depth, width, dropout,
+    learning rate (and fine-tuned layers) come from ``hp`` (tuner or defaults).
+    """
+    values = hparams_lib.declare(hp, trainer_cfg)
+    inputs = keras.Input(shape=input_shape, name="image")
+    if trainer_cfg.architecture == "cnn":
+        x = _cnn_body(inputs, values, input_shape)
+    else:
+        if normalisation is None:
+            raise ValueError(f"architecture {trainer_cfg.architecture} needs the Transform's (mean, std)")
+        x = backbones.backbone_body(
+            inputs, architecture=trainer_cfg.architecture, input_shape=input_shape,
+            weights=trainer_cfg.backbone_weights, mean=normalisation[0], std=normalisation[1],
+        )
     x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
     x = keras.layers.Dropout(values["dropout"], seed=seed, name="dropout")(x)
     x = keras.layers.Dense(values["dense_units"], activation="relu", name="dense")(x)
     x = keras.layers.Dropout(values["dropout"], seed=seed + 1, name="dropout_head")(x)
     outputs = keras.layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
     classifier = keras.Model(inputs, outputs, name=CLASSIFIER_NAME)
+    if trainer_cfg.architecture != "cnn":
+        backbones.set_trainable(classifier, 0)  # phase 1: the head only
     # Augmentation wraps the classifier instead of living inside it: only the
     # classifier is exported, so no random layer (or its seed state) reaches serving.
     train_inputs = keras.Input(shape=input_shape, name="image")
     model = keras.Model(train_inputs, classifier(augmentation(trainer_cfg, seed)(train_inputs)), name="lenspipe_cnn")
+    compile_model(model, values["learning_rate"])
+    return model
+
+
+def compile_model(model: keras.Model, learning_rate: float) -> None:
+    """Adam, sparse categorical cross-entropy, accuracy; again after (un)freezing layers."""
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=values["learning_rate"]),
+        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
         loss=keras.losses.SparseCategoricalCrossentropy(),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
     )
-    return model
 
 
 def inference_model(model: keras.Model) -> keras.Model:

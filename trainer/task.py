@@ -1,4 +1,4 @@
-"""run_fn for the TFX Trainer: train the CNN with the best hyperparameters and export it."""
+"""run_fn for the TFX Trainer: train the model with the best hyperparameters and export it."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import keras
 import keras_tuner
 
-from trainer import common, data, hparams, model, signatures, warmup
+from trainer import backbones, common, data, fitting, hparams, model, signatures, warmup
 from trainer.progress import ProgressCallback
 
 log = logging.getLogger("lenspipe.trainer")
@@ -34,37 +34,42 @@ def run_fn(fn_args: Any) -> None:
     s = common.setup(fn_args)
     hp = hyperparameters(fn_args, s.trainer_cfg)
     net = model.build_model(
-        hp, input_shape=s.input_shape, num_classes=s.num_classes, trainer_cfg=s.trainer_cfg, seed=s.seed
+        hp, input_shape=s.input_shape, num_classes=s.num_classes, trainer_cfg=s.trainer_cfg, seed=s.seed,
+        normalisation=s.normalisation,
     )
     steps = s.trainer_cfg.steps_per_epoch
     train, evaluation = s.datasets(fn_args.train_files, fn_args.eval_files, steps_per_epoch=steps)
     counts = data.class_counts(train.take(steps) if steps else train, s.num_classes)
     log.info("train images per class: %s", dict(zip(s.class_names, counts)))
     class_weight = balanced_class_weights(counts) if s.trainer_cfg.class_weight == "balanced" else None
-    callbacks = [
-        keras.callbacks.EarlyStopping(
-            "val_loss", patience=s.trainer_cfg.early_stopping_patience, restore_best_weights=True
-        ),
-        # Anneal when validation stalls: a tuned learning rate is often too high to finish on.
-        keras.callbacks.ReduceLROnPlateau("val_loss", factor=0.3, patience=2, min_lr=1e-5),
-        keras.callbacks.TensorBoard(log_dir=os.path.join(fn_args.model_run_dir, "logs")),
-        ProgressCallback(s.trainer_cfg.epochs),
-    ]
+
+    def callbacks(epochs: int, phase: int) -> list:
+        return [
+            keras.callbacks.EarlyStopping(
+                "val_loss", patience=s.trainer_cfg.early_stopping_patience, restore_best_weights=True
+            ),
+            # Anneal when validation stalls: a tuned learning rate is often too high to finish on.
+            keras.callbacks.ReduceLROnPlateau("val_loss", factor=0.3, patience=2, min_lr=1e-5),
+            keras.callbacks.TensorBoard(log_dir=os.path.join(fn_args.model_run_dir, "logs")),
+            ProgressCallback(epochs),
+        ]
+
     started = time.monotonic()
-    history = net.fit(
-        train,
-        validation_data=evaluation,
-        epochs=s.trainer_cfg.epochs,
-        steps_per_epoch=steps,
-        callbacks=callbacks,
-        class_weight=class_weight,
-        verbose=0,
+    history, trained = fitting.fit(
+        net, hparams.declare(hp, s.trainer_cfg), s.trainer_cfg, train, evaluation,
+        epochs=s.trainer_cfg.epochs, head_epochs=s.trainer_cfg.head_epochs, steps=steps,
+        callbacks=callbacks, class_weight=class_weight,
     )
     eval_loss, eval_accuracy = net.evaluate(evaluation, verbose=0)
     log.info(
         "trained %d epochs in %.0fs: eval accuracy %.4f, loss %.4f",
-        len(history.history["loss"]), time.monotonic() - started, eval_accuracy, eval_loss,
+        len(history["loss"]), time.monotonic() - started, eval_accuracy, eval_loss,
     )
+    architecture = {"name": s.trainer_cfg.architecture, **trained}
+    if s.trainer_cfg.architecture != "cnn":
+        architecture["weights"] = backbones.weights_source(s.trainer_cfg.backbone_weights)
+        if s.input_shape[2] == 1:
+            architecture["note"] = "greyscale input repeated to 3 channels inside the model"
     signatures.export_serving_model(
         model.inference_model(net),
         s.tft_output,
@@ -76,8 +81,9 @@ def run_fn(fn_args: Any) -> None:
             "train_class_counts": dict(zip(s.class_names, counts)),
             "class_weight": s.trainer_cfg.class_weight,
             "input_shape": list(s.input_shape),
-            "epochs_run": len(history.history["loss"]),
-            "history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
+            "architecture": architecture,
+            "epochs_run": len(history["loss"]),
+            "history": {k: [float(v) for v in vals] for k, vals in history.items()},
             "eval_accuracy": float(eval_accuracy),
             "eval_loss": float(eval_loss),
         },

@@ -1,30 +1,54 @@
-"""tuner_fn for the TFX Tuner component: a KerasTuner search over trainer/hparams.py."""
+"""tuner_fn for the TFX Tuner component: a KerasTuner search over trainer/hparams.py.
+
+Each trial builds and fits its model as the Trainer does (trainer/fitting.py): a backbone
+trial trains the head, then fine-tunes the number of top layers the trial chose.
+"""
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import keras
 import keras_tuner
 from tfx.components.tuner.component import TunerFnResult
 
-from trainer import common, hparams, model
+from trainer import common, fitting, hparams, model
 from trainer.progress import ProgressCallback
+
+
+class HyperModel(keras_tuner.HyperModel):
+    """build(hp) -> trainer/model.py's model; fit(hp, model, ...) -> trainer/fitting.py's phases."""
+
+    def __init__(self, setup: common.TrainingSetup) -> None:
+        super().__init__()
+        self.setup = setup
+
+    def build(self, hp: keras_tuner.HyperParameters) -> keras.Model:
+        s = self.setup
+        return model.build_model(
+            hp, input_shape=s.input_shape, num_classes=s.num_classes, trainer_cfg=s.trainer_cfg, seed=s.seed,
+            normalisation=s.normalisation,
+        )
+
+    def fit(self, hp, net, x, validation_data=None, epochs=1, steps_per_epoch=None, callbacks=None, **kwargs):
+        s = self.setup
+        given = list(callbacks or [])
+        history, _ = fitting.fit(
+            net, hparams.declare(hp, s.trainer_cfg), s.trainer_cfg, x, validation_data,
+            epochs=epochs, head_epochs=min(s.trainer_cfg.head_epochs, epochs), steps=steps_per_epoch,
+            # a trial counts once, however many phases it fits
+            callbacks=lambda total, phase: given if phase == 0 else [c for c in given if not getattr(c, "count_trials", False)],
+        )
+        result = keras.callbacks.History()
+        result.history = history  # KerasTuner takes the objective's best epoch from it
+        return result
 
 
 def tuner_fn(fn_args: Any) -> TunerFnResult:
     """Build the KerasTuner tuner and the fit arguments the Tuner component searches with."""
     s = common.setup(fn_args)
-    build = functools.partial(
-        model.build_model,
-        input_shape=s.input_shape,
-        num_classes=s.num_classes,
-        trainer_cfg=s.trainer_cfg,
-        seed=s.seed,
-    )
     oracle_kwargs = dict(
-        hypermodel=build,
+        hypermodel=HyperModel(s),
         objective=keras_tuner.Objective("val_accuracy", "max"),
         max_trials=s.tuner_cfg.max_trials,
         hyperparameters=hparams.search_space(s.trainer_cfg),
