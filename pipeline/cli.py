@@ -5,6 +5,7 @@
   lenspipe predict ...   (client for a running server)
   lenspipe config [--explain]   (print the effective config as YAML, or each field with its source)
   lenspipe completion bash|zsh  (print a shell completion script)
+  lenspipe report [RUN_ID] / lenspipe runs [--json]   (HTML report of a run; past runs from MLMD)
 
 Every config field is an option, ``--<section>.<field> VALUE`` (``lenspipe run --help``
 lists them by section with their defaults), and an environment variable,
@@ -216,6 +217,9 @@ def _run_pipeline(cfg, data_root: str, verbose: bool = False) -> int:
         report.write_markdown(summary, str(report_path), names)
         print("\n" + report.format_summary(summary, names))
         print(f"  report:     {report_path}")
+        html_path = _write_html(paths.metadata_path, summary.run_id, cfg.work_path / "reports", log_file)
+        if html_path:
+            print(f"  html:       {html_path}")
     if error is not None:
         print(f"\nlenspipe: run failed: {_root_message(error)}", file=sys.stderr)
         print(f"lenspipe: full log: {log_file}", file=sys.stderr)
@@ -223,6 +227,19 @@ def _run_pipeline(cfg, data_root: str, verbose: bool = False) -> int:
     if summary is not None and summary.pushed:
         print(f"\nServe it:  lenspipe serve --model_name {cfg.pusher.model_name} --model_base_path {paths.serving_model_dir}")
     return 0
+
+
+def _write_html(metadata_path: Path, run_id: str, reports_dir: Path, log_file: Path) -> Optional[str]:
+    """The run's HTML report; a rendering bug is a warning (the run itself succeeded), traceback in the log."""
+    from pipeline import html_report
+
+    try:
+        return html_report.write_report(str(metadata_path), run_id, str(reports_dir))
+    except Exception as e:  # noqa: BLE001
+        with open(log_file, "a") as f:
+            f.write("lenspipe: HTML report failed\n" + "".join(traceback.format_exception(e)))
+        print(f"lenspipe: warning: HTML report not written: {e} (traceback in {log_file})", file=sys.stderr)
+        return None
 
 
 def _root_message(error: BaseException) -> str:
@@ -259,6 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
     completion_p = sub.add_parser("completion", help="Print a shell completion script (bash or zsh).", **sub_kwargs)
     completion_p.add_argument("shell", choices=("bash", "zsh"))
     completion_p.set_defaults(func=cmd_completion)
+    from pipeline import report_cli
+
+    report_cli.add_parsers(sub, **sub_kwargs)
     sub.add_parser("serve", help="Serve a model base path over TF Serving's REST and gRPC APIs.", add_help=False)
     sub.add_parser("predict", help="Send images to a running server and print label and probability.", add_help=False)
     return parser

@@ -26,6 +26,8 @@ SOURCES: Mapping[str, tuple[str, ...]] = {
     "pusher": ("components/versioned_pusher", "lenspipe"),
     "classical_baseline": ("components/classical_baseline", "lenspipe"),
     "evaluator": ("components/evaluator", "lenspipe"),
+    # A trainer/ change reaches the Explainer through the Trainer's new model_run output.
+    "explainer": ("components/explainer", "lenspipe"),
 }
 
 

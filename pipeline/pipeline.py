@@ -18,6 +18,7 @@ from components.baseline import CANDIDATE_KEY, MODEL_BLESSING_KEY, MODEL_KEY, Pr
 from components.classical_baseline import ClassicalBaseline
 from components.data_gate import DataGate
 from components.evaluator import Evaluator
+from components.explainer import Explainer
 from components.image_example_gen.component import ImageExampleGen, make_input_config, make_output_config
 from components.versioned_pusher import VersionedPusher
 from lenspipe import features
@@ -232,6 +233,16 @@ def create_pipeline(
         custom_config={"allow_class_change": cfg.pusher.allow_class_change, "code_version": code.get("pusher", "")},
     )
     components += [trainer, baseline_resolver, evaluator, pusher]
+    if cfg.explainer.enabled:
+        components.append(Explainer(
+            examples=examples,
+            transform_graph=transform.outputs["transform_graph"],
+            model_run=trainer.outputs["model_run"],
+            split=EVAL_SPLIT,
+            correct_per_class=cfg.explainer.correct_per_class,
+            max_misclassified=cfg.explainer.max_misclassified,
+            code_version=code.get("explainer", ""),
+        ))
     return tfx.dsl.Pipeline(
         pipeline_name=cfg.runtime.pipeline_name,
         pipeline_root=pipeline_root,

@@ -10,6 +10,7 @@ from typing import Any
 import keras
 import keras_tuner
 
+from lenspipe import features
 from trainer import common, data, hparams, model, signatures
 from trainer.progress import ProgressCallback
 
@@ -82,4 +83,5 @@ def run_fn(fn_args: Any) -> None:
             "eval_loss": float(eval_loss),
         },
     )
+    model.inference_model(net).save(os.path.join(fn_args.model_run_dir, features.CLASSIFIER_FILE))
     log.info("exported model to %s", fn_args.serving_model_dir)

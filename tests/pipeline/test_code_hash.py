@@ -26,6 +26,7 @@ def repo_copy(tmp_path):
         ("components/image_example_gen/decoding.py", {"example_gen"}),
         ("components/data_gate/classes.py", {"data_gate"}),
         ("components/versioned_pusher/executor.py", {"pusher"}),
+        ("components/explainer/gradcam.py", {"explainer"}),
         ("lenspipe/features.py", set(code_hash.SOURCES)),  # bucket bounds, feature keys: every step
     ],
 )
@@ -51,3 +52,4 @@ def test_each_hash_reaches_its_components_properties():
     assert "hash-of-pusher" in props["VersionedPusher"]["custom_config"]
     assert props["ClassicalBaseline"]["code_version"] == "hash-of-classical_baseline"
     assert props["Evaluator"]["code_version"] == "hash-of-evaluator"
+    assert props["Explainer"]["code_version"] == "hash-of-explainer"
