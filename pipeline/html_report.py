@@ -191,8 +191,14 @@ def _split_uris(examples_uri: Optional[str]) -> dict[str, str]:
     return {e[len("Split-"):]: os.path.join(examples_uri, e) for e in sorted(os.listdir(examples_uri)) if e.startswith("Split-")}
 
 
-def sample_images(examples_uri: Optional[str], per_class: int = SAMPLES_PER_CLASS) -> dict[str, list[tuple[str, bytes]]]:
-    """The first ``per_class`` (path, encoded image) of each class in the train split, by class name."""
+def sample_images(
+    examples_uri: Optional[str], per_class: int = SAMPLES_PER_CLASS, counts: Optional[dict[str, int]] = None,
+) -> dict[str, list[tuple[str, bytes]]]:
+    """The first ``per_class`` (path, encoded image) of each class in the train split, by class name.
+
+    Reading stops once each class of ``counts`` (train images per class, when known) has its
+    samples: a large split is not read to the end.
+    """
     import tensorflow as tf
 
     split = _split_uris(examples_uri).get("train")
@@ -211,6 +217,8 @@ def sample_images(examples_uri: Optional[str], per_class: int = SAMPLES_PER_CLAS
         got = out.setdefault(label, [])
         if len(got) < per_class:
             got.append((ex[features.PATH_KEY].numpy().decode("utf-8"), ex[features.IMAGE_KEY].numpy()))
+        if counts and all(len(out.get(c, ())) >= min(per_class, n) for c, n in counts.items()):
+            break
     return dict(sorted(out.items()))
 
 
@@ -383,7 +391,7 @@ def _data_section(info: RunInfo) -> str:
         parts.append(svg_charts.grouped_bars(
             classes, {sp: [s.class_counts[sp].get(c, 0) for c in classes] for sp in splits},
             "Images per class and split", "images"))
-    samples = sample_images(info.uri("ImageExampleGen", "examples"))
+    samples = sample_images(info.uri("ImageExampleGen", "examples"), counts=s.class_counts.get("train"))
     if samples:
         parts.append("<h3>Sample images (train split)</h3>")
         for label, items in samples.items():

@@ -11,7 +11,7 @@ import math
 from typing import Mapping, Optional, Sequence
 
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
-_W, _H = 640, 300
+_W, _H = 520, 280
 _LEFT, _RIGHT, _TOP, _BOTTOM = 56, 16, 34, 52
 
 
@@ -23,7 +23,7 @@ def _svg(body: list[str], title: str, width: int = _W, height: int = _H) -> str:
     # At most its natural size on a wide screen (a 5-cell heatmap need not fill 1000 px), narrower on a phone.
     return (
         f'<svg class="chart" role="img" viewBox="0 0 {width} {height}" width="100%" style="max-width:{width}px" '
-        f'preserveAspectRatio="xMidYMid meet" xmlns="http://www.w3.org/2000/svg" font-family="sans-serif" font-size="12">'
+        f'preserveAspectRatio="xMidYMid meet" xmlns="http://www.w3.org/2000/svg" font-family="sans-serif" font-size="13">'
         f"<title>{_esc(title)}</title>"
         f'<text x="{width / 2}" y="18" text-anchor="middle" font-size="14" font-weight="bold">{_esc(title)}</text>'
         + "".join(body) + "</svg>"
