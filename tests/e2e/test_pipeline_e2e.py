@@ -147,6 +147,8 @@ def test_failing_data_gate_stops_before_training_and_pushes_nothing(tmp_path, fi
     assert summary.failed == ["DataGate"]
     assert not {"Transform", "Tuner", "Trainer", "Evaluator", "VersionedPusher"} & set(summary.node_states)
     assert not (gated / "serving").exists()
+    page = (gated / "reports" / f"{summary.run_id}.html").read_text()  # a stopped run has its page too
+    assert "failed: DataGate" in page and "Unexpectedly small value: 8." in page
 
 
 def test_model_behaviour_is_stable_under_a_small_brightness_change(work, first_run):
