@@ -260,7 +260,7 @@ def test_html_report_opens_cleanly_in_chromium_at_desktop_and_phone_width(work, 
     assert f"html:       {page}" in result.stdout
     if chromium.chromium_binary() is None:
         pytest.fail("chromium is not installed: `make test-deps` installs Debian's chromium")
-    explained = next((work / "pipelines" / "lenspipe" / "Explainer" / "explanation").iterdir())
+    explained = min((work / "pipelines" / "lenspipe" / "Explainer" / "explanation").iterdir(), key=lambda p: int(p.name))
     explanation, heatmaps = read_explanation(str(explained))
     assert len(heatmaps) == len(explanation["items"]) > 0
     shots = tmp_path_factory.mktemp("report-screenshots")
