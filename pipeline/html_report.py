@@ -637,12 +637,12 @@ header p{margin:4px 0 0}nav{display:flex;flex-wrap:wrap;gap:6px;margin-top:8px}n
 padding:2px 8px;border-radius:10px;text-decoration:none;font-size:.9em}section{background:#fff;border:1px solid #e0e0e0;
 border-radius:6px;padding:10px 14px;margin:14px 0}h2{margin:.2em 0 .4em}h3{margin:1em 0 .4em;font-size:1.05em}
 .scroll{overflow-x:auto;max-width:100%}table{border-collapse:collapse;font-size:.9em}th,td{border-bottom:1px solid #eee;
-padding:4px 8px;text-align:left;vertical-align:top}th{background:#f5f5f5}td{overflow-wrap:anywhere}
+padding:4px 8px;text-align:left;vertical-align:top}th{background:#f5f5f5}td{overflow-wrap:break-word}
 table.stats td{min-width:12em}.grid{display:flex;flex-wrap:wrap;gap:8px}figure{margin:0;text-align:center;max-width:160px;
 font-size:.8em}figure.pair{max-width:160px}figure img{image-rendering:pixelated;border:1px solid #ccc;margin:1px}
 .class-row{display:flex;gap:10px;align-items:center;margin:6px 0}.class-name{min-width:3em;font-weight:bold}
 svg.chart{max-width:100%;height:auto;display:block;margin:8px 0}pre{background:#f5f5f5;padding:8px;overflow-x:auto;
-white-space:pre-wrap;word-break:break-all}code{overflow-wrap:anywhere}.badge{background:#2e7d32;color:#fff;
+white-space:pre-wrap;word-break:break-all}code{overflow-wrap:break-word}.badge{background:#2e7d32;color:#fff;
 border-radius:8px;padding:0 6px;font-size:.8em}.decision{font-size:1.05em}.note{color:#555;font-size:.85em}
 .bar{display:inline-block;height:10px;background:#1f77b4;min-width:1px}table.timings td:last-child{width:40%}
 .ok{color:#2e7d32}.bad{color:#c62828}
