@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-$(shell sha256sum $(LOCK) pyproject.toml 2>/dev/nul
 AIRFLOW_LOCK  := requirements-airflow.lock
 AIRFLOW_STAMP := $(VENV)/.airflow-$(shell sha256sum $(AIRFLOW_LOCK) 2>/dev/null | sha256sum | cut -c1-16)
 
-.PHONY: install install-airflow postgres-deps run test test-fast bench bench-serving bench-warmup bench-deps serve clean
+.PHONY: install install-airflow postgres-deps run test test-fast test-deps bench bench-serving bench-warmup bench-deps serve clean
 
 install: $(STAMP)
 
@@ -49,8 +49,15 @@ run: install
 serve: install
 	$(BIN)/lenspipe serve --model_name lenspipe --model_base_path lenspipe-work/serving/lenspipe $(ARGS)
 
-test: install install-airflow postgres-deps
+test: install install-airflow postgres-deps test-deps
 	$(BIN)/python -m pytest $(ARGS)
+
+# Debian's chromium (with its recommended fonts): the e2e test opens the HTML report in it, headless.
+test-deps:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else echo "test-deps: chromium not found; install it (apt-get install chromium) for the report test"; fi; }
 
 test-fast: install install-airflow
 	$(BIN)/python -m pytest -m "not e2e" $(ARGS)

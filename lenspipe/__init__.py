@@ -4,7 +4,8 @@ A leaf package: it imports nothing else of lenspipe's, so components/, transform
 trainer/ and pipeline/ all depend on it and never on each other's internals.
 """
 
-_ARTIFACTS = ("RejectedFiles", "DataGateReport", "ClassicalBaseline", "TFLiteModels", "Predictions")  # artifacts.py
+# lenspipe/artifacts.py
+_ARTIFACTS = ("RejectedFiles", "DataGateReport", "ClassicalBaseline", "TFLiteModels", "Predictions", "Explanation")
 
 
 def __getattr__(name: str):

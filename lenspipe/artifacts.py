@@ -51,4 +51,10 @@ class Predictions(types.Artifact):
     TYPE_NAME = "lenspipe.Predictions"
 
 
-ARTIFACT_TYPES = (RejectedFiles, DataGateReport, ClassicalBaseline, TFLiteModels, Predictions)
+class Explanation(types.Artifact):
+    """``explanations.json`` (predictions on the split, explained items), ``heatmaps.npy``, ``images/``."""
+
+    TYPE_NAME = "lenspipe.Explanation"
+
+
+ARTIFACT_TYPES = (RejectedFiles, DataGateReport, ClassicalBaseline, TFLiteModels, Predictions, Explanation)

@@ -146,6 +146,14 @@ class ClassicalConfig(_Section):
     max_train_images: int = Field(5000, ge=10, description="Cap on train images (an SVM costs n^2).")
 
 
+class ExplainerConfig(_Section):
+    """Grad-CAM heatmaps for the HTML report, computed once per run."""
+
+    enabled: bool = Field(True, description="Grad-CAM heatmaps of the trained network on the test split, for the report.")
+    correct_per_class: int = Field(3, ge=0, le=100, description="Correctly classified images explained per class.")
+    max_misclassified: int = Field(100, ge=0, le=10000, description="Cap on misclassified images explained.")
+
+
 class PusherConfig(_Section):
     """Where blessed models are pushed."""
 
@@ -237,6 +245,7 @@ class LenspipeConfig(_Section):
     trainer: TrainerConfig = TrainerConfig()
     evaluator: EvaluatorConfig = EvaluatorConfig()
     classical: ClassicalConfig = ClassicalConfig()
+    explainer: ExplainerConfig = ExplainerConfig()
     pusher: PusherConfig = PusherConfig()
     tflite: TFLiteConfig = TFLiteConfig()
     serving_check: ServingCheckConfig = ServingCheckConfig()

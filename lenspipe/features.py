@@ -45,6 +45,9 @@ LABEL_VOCAB_NAME = "label_vocab"
 # Written by the trainer beside every exported model (TF Serving ignores assets.extra/):
 # seed, hyperparameters, class names, eval metrics.
 MODEL_METADATA_FILE = "assets.extra/lenspipe.json"
+# The Keras classifier (no augmentation, no transform graph), saved by the trainer in its
+# model_run directory (not pushed): the Explainer computes Grad-CAM on it.
+CLASSIFIER_FILE = "classifier.keras"
 
 # Signature names exported with every model.
 SERVING_SIGNATURE = "serving_default"  # raw encoded image bytes in

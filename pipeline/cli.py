@@ -6,6 +6,7 @@
   lenspipe compile --target kubeflow|airflow --output PATH [...]   (see docs/orchestration.md)
   lenspipe config [--explain]   (print the effective config as YAML, or each field with its source)
   lenspipe completion bash|zsh  (print a shell completion script)
+  lenspipe report [RUN_ID] / lenspipe runs [--json]   (HTML report of a run; past runs from MLMD)
 
 Every config field is an option, ``--<section>.<field> VALUE`` (``lenspipe run --help``
 lists them by section with their defaults), and an environment variable,
@@ -259,6 +260,9 @@ def _run_pipeline(cfg, data_root: str, verbose: bool = False) -> int:
         report.write_markdown(summary, str(report_path), names)
         print("\n" + report.format_summary(summary, names))
         print(f"  report:     {report_path}")
+        html_path = _write_html(paths.metadata_path, summary.run_id, cfg.work_path / "reports", log_file)
+        if html_path:
+            print(f"  html:       {html_path}")
     if error is not None:
         print(f"\nlenspipe: run failed: {_root_message(error)}", file=sys.stderr)
         print(f"lenspipe: full log: {log_file}", file=sys.stderr)
@@ -279,6 +283,19 @@ def _metadata_store(cfg):
         return common.metadata_connection(cfg)
     except common.MetadataConfigError as e:
         raise SystemExit(f"lenspipe: {e}") from None
+
+
+def _write_html(metadata_path: Path, run_id: str, reports_dir: Path, log_file: Path) -> Optional[str]:
+    """The run's HTML report; a rendering bug is a warning (the run itself succeeded), traceback in the log."""
+    from pipeline import html_report
+
+    try:
+        return html_report.write_report(str(metadata_path), run_id, str(reports_dir))
+    except Exception as e:  # noqa: BLE001
+        with open(log_file, "a") as f:
+            f.write("lenspipe: HTML report failed\n" + "".join(traceback.format_exception(e)))
+        print(f"lenspipe: warning: HTML report not written: {e} (traceback in {log_file})", file=sys.stderr)
+        return None
 
 
 def _root_message(error: BaseException) -> str:
@@ -332,6 +349,10 @@ def build_parser() -> argparse.ArgumentParser:
     from pipeline import deploy
 
     deploy.add_commands(sub, _add_config_args, _load)
+
+    from pipeline import report_cli
+
+    report_cli.add_parsers(sub, **sub_kwargs)
     sub.add_parser("serve", help="Serve a model base path over TF Serving's REST and gRPC APIs.", add_help=False)
     sub.add_parser("predict", help="Classify images: via a running server, or locally with --tflite FILE / --saved-model DIR.", add_help=False)
     return parser

@@ -29,6 +29,8 @@ SOURCES: Mapping[str, tuple[str, ...]] = {
     "tflite_check": ("components/tflite_check", "inference", "trainer/tflite_export.py", "lenspipe"),
     # The check serves the candidate with serving/, so that code is part of what it runs.
     "serving_check": ("components/serving_check", "components/artifact_json.py", "serving", "lenspipe"),
+    # A trainer/ change reaches the Explainer through the Trainer's new model_run output.
+    "explainer": ("components/explainer", "lenspipe"),
 }
 
 

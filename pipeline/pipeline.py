@@ -19,6 +19,7 @@ from components.classical_baseline import ClassicalBaseline
 from components.data_gate import DataGate
 from components.evaluator import Evaluator
 from components.tflite_check import TFLiteCheck
+from components.explainer import Explainer
 from components.image_example_gen.component import ImageExampleGen, make_input_config, make_output_config
 from components.predictions_writer import PredictionsWriter
 from components.serving_check import ServingCheck
@@ -299,6 +300,16 @@ def create_pipeline(
         components += batch_inference(
             cfg.data.inference_root, trainer.outputs["model"], evaluator.outputs["blessing"], code.get("example_gen", "")
         )
+    if cfg.explainer.enabled:
+        components.append(Explainer(
+            examples=examples,
+            transform_graph=transform.outputs["transform_graph"],
+            model_run=trainer.outputs["model_run"],
+            split=EVAL_SPLIT,
+            correct_per_class=cfg.explainer.correct_per_class,
+            max_misclassified=cfg.explainer.max_misclassified,
+            code_version=code.get("explainer", ""),
+        ))
     return tfx.dsl.Pipeline(
         pipeline_name=cfg.runtime.pipeline_name,
         pipeline_root=pipeline_root,

@@ -19,7 +19,7 @@ from trainer import hparams as hparams_lib
 CLASSIFIER_NAME = "classifier"
 
 
-def augmentation(trainer_cfg: TrainerConfig, seed: int) -> keras.Sequential:
+def augmentation(trainer_cfg: TrainerConfig, seed: int) -> keras.layers.Layer:
     """Random geometric augmentation; Keras runs these layers only when training=True."""
     layers: list[keras.layers.Layer] = []
     if trainer_cfg.augment_flip != "none":
@@ -31,6 +31,8 @@ def augmentation(trainer_cfg: TrainerConfig, seed: int) -> keras.Sequential:
         layers.append(keras.layers.RandomTranslation(t, t, fill_mode="constant", seed=seed + 2))
     if trainer_cfg.augment_zoom > 0:
         layers.append(keras.layers.RandomZoom(trainer_cfg.augment_zoom, fill_mode="constant", seed=seed + 3))
+    if not layers:  # an empty Sequential cannot be built: every augmentation off means none at all
+        return keras.layers.Identity(name="augment")
     return keras.Sequential(layers, name="augment")
 
 

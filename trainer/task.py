@@ -10,6 +10,7 @@ from typing import Any
 import keras
 import keras_tuner
 
+from lenspipe import features
 from trainer import backbones, common, data, fitting, hparams, model, signatures, warmup
 from trainer.progress import ProgressCallback
 
@@ -89,4 +90,5 @@ def run_fn(fn_args: Any) -> None:
         },
         warmup_images=warmup.warmup_images(data.expand_files(fn_args.eval_files)),
     )
+    model.inference_model(net).save(os.path.join(fn_args.model_run_dir, features.CLASSIFIER_FILE))
     log.info("exported model to %s", fn_args.serving_model_dir)

@@ -31,7 +31,7 @@ SMALL = [
 COMPONENTS = {
     "ImageExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "DataGate",
     "Transform", "Tuner", "ClassicalBaseline", "Trainer", "Evaluator", "TFLiteCheck", "ServingCheck", "VersionedPusher",
-    "InferenceExampleGen", "BulkInferrer", "PredictionsWriter",
+    "Explainer", "InferenceExampleGen", "BulkInferrer", "PredictionsWriter",
 }
 UNLABELED_GOOD = 30  # digits written to the unlabeled folder, besides a broken PNG and a text file
 
@@ -177,6 +177,8 @@ def test_failing_data_gate_stops_before_training_and_pushes_nothing(tmp_path, fi
     assert summary.failed == ["DataGate"]
     assert not {"Transform", "Tuner", "Trainer", "Evaluator", "VersionedPusher"} & set(summary.node_states)
     assert not (gated / "serving").exists()
+    page = (gated / "reports" / f"{summary.run_id}.html").read_text()  # a stopped run has its page too
+    assert "failed: DataGate" in page and "Unexpectedly small value: 8." in page
 
 
 def test_model_behaviour_is_stable_under_a_small_brightness_change(work, first_run):
@@ -242,11 +244,16 @@ def test_same_data_config_and_seed_give_the_same_model(work, first_run, rerun_wi
     np.testing.assert_array_equal(p1, p2)
 
 
-def test_value_threshold_failure_blesses_nothing_and_leaves_serving_untouched(work, rerun_without_cache):
+@pytest.fixture(scope="module")
+def unblessed_run(work, rerun_without_cache):
     before = _tree(work / "serving")
     result = lenspipe("run", "--work-dir", str(work), *SMALL, "--min-accuracy", "0.9999")
     assert result.returncode == 0, result.stderr[-3000:]
-    summary = summary_of(work)
+    return result, summary_of(work), before
+
+
+def test_value_threshold_failure_blesses_nothing_and_leaves_serving_untouched(work, unblessed_run):
+    result, summary, before = unblessed_run
     assert summary.executed == ["Evaluator", "VersionedPusher"]  # same model, new thresholds: only these re-run
     assert summary.blessed is False and summary.pushed is False
     assert f"accuracy on overall = {summary.overall.accuracy:.4f} fails lower bound 0.9999" in summary.blessing_reason
@@ -350,3 +357,71 @@ def test_after_a_rollback_the_next_run_compares_with_the_serving_version(work, f
     baseline = [e.artifact_id for e in store.get_events_by_execution_ids([evaluator.id])
                 if e.type == metadata_store_pb2.Event.INPUT and e.path.steps[0].key == "baseline_model"]
     assert baseline == [pushes[1].model_id]
+
+
+def test_html_report_opens_cleanly_in_chromium_at_desktop_and_phone_width(work, first_run, tmp_path_factory):
+    from components.explainer import read_explanation
+    from pipeline import html_report
+    from tests import chromium
+
+    result, summary = first_run
+    page = work / "reports" / f"{summary.run_id}.html"
+    assert f"html:       {page}" in result.stdout
+    if chromium.chromium_binary() is None:
+        pytest.fail("chromium is not installed: `make test-deps` installs Debian's chromium")
+    explained = min((work / "pipelines" / "lenspipe" / "Explainer" / "explanation").iterdir(), key=lambda p: int(p.name))
+    explanation, heatmaps = read_explanation(str(explained))
+    assert len(heatmaps) == len(explanation["items"]) > 0
+    shots = tmp_path_factory.mktemp("report-screenshots")
+    for width in (1024, 390):
+        seen = chromium.inspect_page(page, shots / f"report-{width}px.png", width=width)
+        print(f"full-page screenshot at {width}px: {seen.screenshot}")
+        probe = seen.probe
+        assert seen.console_errors == [] and seen.failed_requests == []
+        assert all(u == page.as_uri() or u.startswith("data:image/") for u in seen.requested_urls)
+        assert probe["scripts"] == 0
+        assert [(s["id"], s["heading"]) for s in probe["sections"]] == list(html_report.SECTIONS)
+        assert all(s["text"] > 40 for s in probe["sections"])
+        for image in probe["images"]:
+            assert image["complete"] and min(image["natural"]) > 0 and min(image["shown"]) > 0, image
+        # 6 samples for each of the 10 classes, each explained image once in Evaluation (if wrong)
+        # and twice in Why (the image and its heatmap).
+        wrong = sum(not it["correct"] for it in explanation["items"])
+        assert len(probe["images"]) == 60 + wrong + 2 * len(explanation["items"])
+        titles = [s["title"] for s in probe["svgs"]]
+        assert {"Images per class and split", "Objective per trial", "Loss per epoch", "Accuracy per epoch",
+                "Confusion matrix (test split)"} <= set(titles)
+        assert all(min(s["shown"]) > 0 for s in probe["svgs"])
+        assert probe["scrollWidth"] <= probe["innerWidth"]  # nothing wider than a phone's screen
+        text = probe["text"]
+        assert "Blessed." in text and f"{summary.overall.accuracy:.4f} test accuracy" in text
+        assert "Version 1 at" in text and "serving_default" in text and "image_bytes" in text
+        assert ":predict -d" in text and "classical baseline" in text
+        assert seen.screenshot.stat().st_size > 10_000
+
+
+def test_runs_and_report_cover_a_blessed_and_an_unblessed_run(work, first_run, unblessed_run):
+    _, blessed = first_run
+    _, unblessed, _ = unblessed_run
+    listed = lenspipe("runs", "--work-dir", str(work), "--json")
+    assert listed.returncode == 0, listed.stderr[-3000:]
+    rows = {r["run_id"]: r for r in json.loads(listed.stdout)}
+    first, last = rows[blessed.run_id], rows[unblessed.run_id]
+    assert first["blessed"] is True and first["pushed_version"] == "1" and first["examples"] == 200
+    assert first["test_accuracy"] == blessed.overall.accuracy and first["executed"] == len(COMPONENTS)
+    assert first["data_root"].endswith("digits-20") and first["date"].startswith("20")
+    assert last["blessed"] is False and last["pushed_version"] is None
+    assert (last["executed"], last["cached"]) == (2, len(COMPONENTS) - 2)
+    assert list(rows)[0] == blessed.run_id  # oldest first
+
+    page = work / "reports" / f"{unblessed.run_id}.html"
+    page.unlink()
+    written = lenspipe("report", unblessed.run_id, "--work-dir", str(work))
+    assert written.returncode == 0, written.stderr[-3000:]
+    assert written.stdout.strip() == str(page)
+    text = page.read_text()
+    assert "<strong>Not blessed.</strong>" in text and "fails lower bound 0.9999" in text
+    assert "Nothing pushed" in text and "accuracy on overall ≥ 0.9999" in text
+
+    missing = lenspipe("report", "no-such-run", "--work-dir", str(work))
+    assert missing.returncode == 2 and "no run 'no-such-run'" in missing.stderr

@@ -34,6 +34,7 @@ def repo_copy(tmp_path):
         ("components/artifact_json.py", {"classical_baseline", "serving_check"}),
         ("serving/warmup.py", {"serving_check"}),  # the check serves the candidate with serving/
         ("trainer/warmup.py", {"trainer"}),
+        ("components/explainer/gradcam.py", {"explainer"}),
         ("lenspipe/features.py", set(code_hash.SOURCES)),  # bucket bounds, feature keys: every step
     ],
 )
@@ -60,3 +61,4 @@ def test_each_hash_reaches_its_components_properties():
     assert props["ClassicalBaseline"]["code_version"] == "hash-of-classical_baseline"
     assert props["Evaluator"]["code_version"] == "hash-of-evaluator"
     assert props["TFLiteCheck"]["code_version"] == "hash-of-tflite_check"
+    assert props["Explainer"]["code_version"] == "hash-of-explainer"

@@ -24,7 +24,7 @@ def test_every_stage_present_and_gate_precedes_transform():
     assert set(nodes) == {
         "ImageExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "DataGate", "Transform",
         "Tuner", "ClassicalBaseline", "Trainer", "baseline_resolver", "Evaluator", "TFLiteCheck", "ServingCheck",
-        "VersionedPusher",
+        "VersionedPusher", "Explainer",
     }
     assert "DataGate" in {n.id for n in nodes["Transform"].upstream_nodes}
     assert "DataGate" in {n.id for n in nodes["ClassicalBaseline"].upstream_nodes}
@@ -103,3 +103,12 @@ def test_class_recall_gate_only_when_asked():
     accuracy = next(m for spec in eval_config(cfg).metrics_specs for m in spec.metrics if m.class_name == "SparseCategoricalAccuracy")
     by_label = [t for t in accuracy.per_slice_thresholds if list(t.slicing_specs) == [tfma.SlicingSpec(feature_keys=[features.LABEL_NAME_KEY])]]
     assert len(by_label) == 1 and by_label[0].threshold.value_threshold.lower_bound.value == 0.8
+
+
+def test_explainer_reads_the_held_out_split_and_the_trainers_run():
+    nodes = by_id(build(**{"explainer.correct_per_class": "2"}))
+    explainer = nodes["Explainer"]
+    assert explainer.inputs["model_run"].producer_component_id == "Trainer"
+    assert explainer.inputs["transform_graph"].producer_component_id == "Transform"
+    assert explainer.exec_properties["split"] == EVAL_SPLIT and explainer.exec_properties["correct_per_class"] == 2
+    assert "Explainer" not in by_id(build(**{"explainer.enabled": "false"}))
