@@ -97,6 +97,11 @@ class TrainerConfig(_Section):
     fine_tune_lr_factor: float = Field(
         0.1, gt=0.0, le=1.0, description="Backbones: phase 2 learning rate = learning_rate * this."
     )
+
+    @field_validator("backbone_weights", mode="before")
+    @classmethod
+    def _none_is_a_word(cls, value: Any) -> Any:
+        return "none" if value is None else value  # `--backbone-weights none` parses like YAML's null
     epochs: int = Field(
         40, ge=1, le=10000, description="Maximum epochs, early stopping may end sooner (backbones: of phase 2)."
     )

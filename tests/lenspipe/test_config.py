@@ -70,3 +70,7 @@ def test_tflite_section_defaults_overrides_and_bounds():
     assert load_config(None, {"tflite.variants": "[full_int8]"}).tflite.variants == ["full_int8"]
     with pytest.raises(ConfigError, match="tflite.max_accuracy_drop"):
         load_config(None, {"tflite.max_accuracy_drop": "2"})
+
+
+def test_backbone_weights_none_stays_the_word():
+    assert load_config(None, {"trainer.backbone_weights": "none"}).trainer.backbone_weights == "none"
