@@ -49,15 +49,20 @@ def test_serving_default_predicts_from_png_bytes_like_the_in_memory_model(export
     assert [v.decode() for v in out[features.LABEL_OUTPUT].numpy()] == [names[i] for i in ids]
 
 
-def test_examples_signature_agrees_with_bytes_signature(exported, tiny_images):
-    _, _, export_dir = exported
-    pngs = [png for png, _, _ in tiny_images[:4]]
-    examples = [
+def _examples(pngs):
+    """Serialized tf.Examples holding each PNG under the image key."""
+    return [
         tf.train.Example(features=tf.train.Features(feature={
             features.IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[p])),
         })).SerializeToString()
         for p in pngs
     ]
+
+
+def test_examples_signature_agrees_with_bytes_signature(exported, tiny_images):
+    _, _, export_dir = exported
+    pngs = [png for png, _, _ in tiny_images[:4]]
+    examples = _examples(pngs)
     loaded = tf.saved_model.load(export_dir)
     by_bytes = loaded.signatures[features.SERVING_SIGNATURE](image_bytes=tf.constant(pngs))
     by_examples = loaded.signatures[features.EXAMPLES_SIGNATURE](examples=tf.constant(examples))
@@ -95,12 +100,7 @@ def test_tf1_style_loader_finds_the_variables(exported, tiny_images):
     """TF Serving's C++ loader and BulkInferrer (tfx_bsl) load through a TF1 session and the saver."""
     _, _, export_dir = exported
     pngs = [png for png, _, _ in tiny_images[:3]]
-    examples = [
-        tf.train.Example(features=tf.train.Features(feature={
-            features.IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[p])),
-        })).SerializeToString()
-        for p in pngs
-    ]
+    examples = _examples(pngs)
     with tf.compat.v1.Session(graph=tf.compat.v1.Graph()) as sess:
         meta = tf.compat.v1.saved_model.loader.load(sess, ["serve"], export_dir)
         sig = meta.signature_def[features.EXAMPLES_SIGNATURE]
