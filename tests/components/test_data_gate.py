@@ -25,17 +25,10 @@ def _example(label: str, path: str) -> bytes:
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
 
-@pytest.fixture(scope="module")
-def artifacts(tmp_path_factory):
-    """An Examples and an ExampleStatistics artifact (statistics computed by TFDV from the records)."""
-    root = tmp_path_factory.mktemp("gate")
-    examples = standard_artifacts.Examples()
-    examples.uri = str(root / "examples")
-    examples.split_names = artifact_utils.encode_split_names(list(SPLITS))
-    statistics = standard_artifacts.ExampleStatistics()
-    statistics.uri = str(root / "statistics")
-    statistics.split_names = examples.split_names
-    for split, rows in SPLITS.items():
+def write_splits(root, splits) -> None:
+    """``root/examples/Split-<s>/data.gz`` (label and path records) and ``root/statistics/Split-<s>/FeatureStats.pb``
+    (TFDV's statistics of them, as StatisticsGen writes them) for ``splits``: {split: [(label, path)]}."""
+    for split, rows in splits.items():
         split_dir = root / "examples" / f"Split-{split}"
         split_dir.mkdir(parents=True)
         path = str(split_dir / "data.gz")
@@ -47,7 +40,20 @@ def artifacts(tmp_path_factory):
         stats = tfdv.generate_statistics_from_tfrecord(
             path, stats_options=tfdv.StatsOptions(feature_allowlist=[features.LABEL_NAME_KEY])
         )
-        (stats_dir / "FeatureStats.pb").write_bytes(stats.SerializeToString())  # as StatisticsGen writes it
+        (stats_dir / "FeatureStats.pb").write_bytes(stats.SerializeToString())
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory):
+    """An Examples and an ExampleStatistics artifact (statistics computed by TFDV from the records)."""
+    root = tmp_path_factory.mktemp("gate")
+    write_splits(root, SPLITS)
+    examples = standard_artifacts.Examples()
+    examples.uri = str(root / "examples")
+    examples.split_names = artifact_utils.encode_split_names(list(SPLITS))
+    statistics = standard_artifacts.ExampleStatistics()
+    statistics.uri = str(root / "statistics")
+    statistics.split_names = examples.split_names
     return examples, statistics
 
 

@@ -122,8 +122,21 @@ def _anomalies(path: Path, with_anomaly: bool) -> dict:
     return {"uri": str(path), "metadata": {"split_names": json.dumps(list(SPLITS))}}
 
 
+def _gate_inputs(path: Path, with_anomaly: bool) -> dict:
+    """DataGate's three inputs: anomalies, and statistics and examples that show the same classes in every split."""
+    from tests.components.test_data_gate import write_splits
+
+    write_splits(path, {split: [("cat", f"cat/{split}.png"), ("dog", f"dog/{split}.png")] for split in SPLITS})
+    split_names = {"split_names": json.dumps(list(SPLITS))}
+    return {
+        "anomalies": [_anomalies(path / "anomalies", with_anomaly)],
+        "statistics": [{"uri": str(path / "statistics"), "metadata": split_names}],
+        "examples": [{"uri": str(path / "examples"), "metadata": split_names}],
+    }
+
+
 def test_data_gate_passes_clean_data_and_records_its_report(launcher, tmp_path):
-    result = launcher.run("DataGate", {"anomalies": [_anomalies(tmp_path / "clean", with_anomaly=False)]})
+    result = launcher.run("DataGate", _gate_inputs(tmp_path / "clean", with_anomaly=False))
     assert result.returncode == 0, result.stderr[-3000:]
     (report,) = launcher.output("DataGate")["artifacts"]["report"]["artifacts"]
     assert report["metadata"]["num_anomalies"] == 0
@@ -131,7 +144,7 @@ def test_data_gate_passes_clean_data_and_records_its_report(launcher, tmp_path):
 
 
 def test_data_gate_fails_the_step_on_an_anomaly(launcher, tmp_path):
-    result = launcher.run("DataGate", {"anomalies": [_anomalies(tmp_path / "bad", with_anomaly=True)]})
+    result = launcher.run("DataGate", _gate_inputs(tmp_path / "bad", with_anomaly=True))
     assert result.returncode != 0
     assert "data gate: 1 anomaly against the schema" in result.stderr
     assert "train: feature 'height': Unexpectedly small value: 8." in result.stderr
