@@ -40,7 +40,12 @@ def gradcam(classifier, images: np.ndarray, class_ids: Sequence[int], batch_size
     if not isinstance(head, keras.layers.Dense):
         raise ValueError(f"the classifier's last layer must be Dense (got {type(head).__name__})")
     feature_layer = classifier.get_layer(last_feature_map_layer(classifier))
-    probe = keras.Model(classifier.inputs, [feature_layer.output, head.input])
+    feature_map = feature_layer.output
+    if isinstance(feature_layer, keras.Model):
+        # A nested backbone's `output` lives in its own graph; in the classifier's graph its map
+        # is what the global pooling reads.
+        feature_map = next(l.input for l in classifier.layers if isinstance(l, keras.layers.GlobalAveragePooling2D))
+    probe = keras.Model(classifier.inputs, [feature_map, head.input])
     height, width = images.shape[1:3]
     out = []
     for start in range(0, len(images), batch_size):
