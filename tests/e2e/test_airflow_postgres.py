@@ -36,9 +36,11 @@ def pipeline_tasks() -> set[str]:
 TINY = [
     "--image-size", "16", "--channels", "1", "--trials", "1", "--set", "tuner.epochs=1",
     "--epochs", "8", "--set", "trainer.early_stopping_patience=8",
-    "--min-accuracy", "0.25",
-    # Any drop is allowed, so run 2 is blessed whatever its accuracy; what the test checks is
-    # that its Evaluator had run 1's model as the baseline at all.
+    # 8 epochs on 167 images is no model worth a bar (its accuracy swings around 0.25 with the
+    # seed and the kernels), and any drop is allowed: every run is blessed whatever its accuracy.
+    # What the test checks is the orchestration, and that run 2's Evaluator had run 1's model as
+    # the baseline at all.
+    "--min-accuracy", "0.0",
     "--set", "evaluator.max_accuracy_drop=1.0",
 ]
 RUN_TIMEOUT_S = 1500
