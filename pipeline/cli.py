@@ -264,7 +264,7 @@ def _run_pipeline(cfg, data_root: str, verbose: bool = False) -> int:
         report.write_markdown(summary, str(report_path), names)
         print("\n" + report.format_summary(summary, names))
         print(f"  report:     {report_path}")
-        html_path = _write_html(paths.metadata_path, summary.run_id, cfg.work_path / "reports", log_file)
+        html_path = _write_html(metadata, summary.run_id, cfg.work_path / "reports", log_file)
         if html_path:
             print(f"  html:       {html_path}")
     if error is not None:
@@ -289,12 +289,12 @@ def _metadata_store(cfg):
         raise SystemExit(f"lenspipe: {e}") from None
 
 
-def _write_html(metadata_path: Path, run_id: str, reports_dir: Path, log_file: Path) -> Optional[str]:
+def _write_html(metadata, run_id: str, reports_dir: Path, log_file: Path) -> Optional[str]:
     """The run's HTML report; a rendering bug is a warning (the run itself succeeded), traceback in the log."""
     from pipeline import html_report
 
     try:
-        return html_report.write_report(str(metadata_path), run_id, str(reports_dir))
+        return html_report.write_report(metadata, run_id, str(reports_dir))  # a SQLite path or a server's config
     except Exception as e:  # noqa: BLE001
         with open(log_file, "a") as f:
             f.write("lenspipe: HTML report failed\n" + "".join(traceback.format_exception(e)))
