@@ -280,11 +280,8 @@ def _metadata_store(cfg):
     """What the report reads: the SQLite path, or the database server's connection."""
     from pipeline.runners import common
 
-    paths = common.RunPaths.from_config(cfg)
-    if not common.is_database_url(paths.metadata):
-        return paths.metadata
     try:
-        return common.metadata_connection(cfg)
+        return common.metadata_for_reading(cfg)
     except common.MetadataConfigError as e:
         raise SystemExit(f"lenspipe: {e}") from None
 

@@ -76,9 +76,9 @@ def read_run_info(metadata_path: str, run_id: str) -> RunInfo:
     return info
 
 
-def run_ids(metadata_path: str) -> list[str]:
-    """Every pipeline run in the store, oldest first."""
-    if not os.path.exists(metadata_path):
+def run_ids(metadata_path) -> list[str]:
+    """Every pipeline run in the store (a SQLite path or a server's ConnectionConfig), oldest first."""
+    if isinstance(metadata_path, str) and not os.path.exists(metadata_path):
         return []
     runs = report._store(metadata_path).get_contexts_by_type("pipeline_run")
     return [c.name for c in sorted(runs, key=lambda c: (c.create_time_since_epoch, c.id))]

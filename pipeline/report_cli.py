@@ -15,10 +15,10 @@ def _add_store_args(p: argparse.ArgumentParser) -> None:
                    help="Override a config field, e.g. --set runtime.pipeline_name=pets.")
 
 
-def _metadata_path(args: argparse.Namespace) -> tuple[Path, Path]:
+def _metadata_path(args: argparse.Namespace):
     """(the MLMD store, the reports dir) of the work dir and pipeline the arguments name."""
     from lenspipe.config import ConfigError, load_config
-    from pipeline.runners import local
+    from pipeline.runners import common
 
     bad = [item for item in args.overrides if "=" not in item]
     if bad:
@@ -30,8 +30,11 @@ def _metadata_path(args: argparse.Namespace) -> tuple[Path, Path]:
         cfg = load_config(args.config, overrides, environ=os.environ)
     except ConfigError as e:
         raise SystemExit(f"lenspipe: config: {e}") from None
-    metadata = local.LocalPaths.from_config(cfg).metadata_path
-    if not metadata.exists():
+    try:
+        metadata = common.metadata_for_reading(cfg)  # the same store `lenspipe run` wrote: SQLite or a server
+    except common.MetadataConfigError as e:
+        raise SystemExit(f"lenspipe: {e}") from None
+    if isinstance(metadata, str) and not Path(metadata).exists():
         raise SystemExit(f"lenspipe: no runs: {metadata} does not exist; give the work dir of a run with --work-dir")
     return metadata, cfg.work_path / "reports"
 
@@ -40,11 +43,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     from pipeline import html_report
 
     metadata, reports = _metadata_path(args)
-    ids = html_report.run_ids(str(metadata))
+    ids = html_report.run_ids(metadata)
     run_id = args.run_id or (ids[-1] if ids else None)
     if run_id not in ids:
         raise SystemExit(f"lenspipe: report: no run {run_id!r} in {metadata}; `lenspipe runs` lists them")
-    print(html_report.write_report(str(metadata), run_id, str(reports)))
+    print(html_report.write_report(metadata, run_id, str(reports)))
     return 0
 
 
@@ -52,7 +55,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     from pipeline import html_report
 
     metadata, _ = _metadata_path(args)
-    rows = html_report.list_runs(str(metadata))
+    rows = html_report.list_runs(metadata)
     print(json.dumps(rows, indent=2) if args.json else html_report.format_runs(rows))
     return 0
 

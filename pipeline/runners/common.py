@@ -109,6 +109,12 @@ def metadata_connection(cfg: LenspipeConfig, create_dirs: bool = True):
     return connection
 
 
+def metadata_for_reading(cfg: LenspipeConfig):
+    """What the run summary and the reports read: the SQLite path, or the database server's ConnectionConfig."""
+    metadata = RunPaths.from_config(cfg).metadata
+    return metadata_connection(cfg, create_dirs=False) if is_database_url(metadata) else metadata
+
+
 def beam_args(cfg: LenspipeConfig) -> list[str]:
     """DirectRunner arguments; an orchestrator running Beam elsewhere appends its own."""
     return [

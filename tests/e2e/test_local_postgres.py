@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 
 import pytest
 
@@ -40,3 +42,12 @@ def test_local_run_keeps_its_lineage_in_postgresql(tmp_path, postgres, monkeypat
     again = lenspipe(*args)  # the cache lookup works against PostgreSQL too
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert f"{len(components)} cached" in again.stdout
+
+    # `lenspipe runs` reads the same server, not a SQLite file under the work dir.
+    store_args = ["--work-dir", str(tmp_path / "work"), "--set", f"runtime.metadata={url}",
+                  "--set", f"runtime.metadata_password_file={secret}"]
+    listed = lenspipe("runs", "--json", *store_args)
+    assert listed.returncode == 0, listed.stderr[-3000:]
+    rows = json.loads(listed.stdout)
+    assert len(rows) == 2 and rows[0]["run_id"] == summary.run_id  # both runs, oldest first
+    assert rows[0]["blessed"] is True and rows[1]["cached"] == len(components)
