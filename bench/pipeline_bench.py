@@ -4,6 +4,7 @@
 
 Runs, each a `lenspipe run` child process (peak RSS from getrusage):
   1. cold with the first seed (every component executes), then the same again (all cached);
+     each run reports wall and CPU time and the load average around it, since this machine is shared;
   2. cold with each further seed, for the CNN's median test accuracy against the classical
      baseline fitted on the same split;
   3. cold with the first seed and TF op determinism off, for what determinism costs;
@@ -37,6 +38,8 @@ COLD_TARGET_SECONDS = 120.0
 class Run:
     label: str
     seconds: float
+    cpu_seconds: float  # user + system of the run and the children it waited for
+    load: tuple[float, float]  # 1-minute load average when it started and ended
     rss_mib: float
     code: int
     summary: report.RunSummary
@@ -44,6 +47,7 @@ class Run:
 
 def _run(label: str, work: str, args: list[str]) -> Run:
     """One `lenspipe run` in ``work``: wall time, the child's peak RSS, exit code and its summary from MLMD."""
+    load_before = os.getloadavg()[0]
     started = time.monotonic()
     proc = subprocess.Popen(
         [sys.executable, "-c", "from pipeline.cli import entry; entry()", "run", "--work-dir", work, *args],
@@ -54,9 +58,11 @@ def _run(label: str, work: str, args: list[str]) -> Run:
     metadata = os.path.join(work, "metadata", "lenspipe.sqlite")
     run_id = report.latest_run_id(metadata, "lenspipe")
     summary = report.read_run(metadata, run_id) if run_id else report.RunSummary(run_id="")
-    run = Run(label, seconds, usage.ru_maxrss / 1024.0, os.waitstatus_to_exitcode(status), summary)
+    cpu = usage.ru_utime + usage.ru_stime
+    load = (load_before, os.getloadavg()[0])
+    run = Run(label, seconds, cpu, load, usage.ru_maxrss / 1024.0, os.waitstatus_to_exitcode(status), summary)
     acc = summary.overall.accuracy if summary.overall else float("nan")
-    print(f"{label}: {seconds:.1f}s, peak RSS {run.rss_mib:.0f} MiB, exit {run.code}, test accuracy {acc:.4f}", flush=True)
+    print(f"{label}: {seconds:.1f}s ({cpu:.0f} CPU s, load {load[0]:.1f}-{load[1]:.1f}), peak RSS {run.rss_mib:.0f} MiB, exit {run.code}, test accuracy {acc:.4f}", flush=True)
     return run
 
 
@@ -111,10 +117,12 @@ def main(argv: list[str] | None = None) -> int:
         f"Data: embedded digits, {'all 1,797 images' if not args.per_class else f'{args.per_class} per class'}; "
         f"extra args: `{' '.join(args.extra) or 'none'}`",
         "",
-        "| run | wall time (s) | peak RSS (MiB) | executed / cached | test accuracy | exit |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| run | wall time (s) | CPU time (s) | load avg (start-end) | peak RSS (MiB) | executed / cached "
+        "| test accuracy | exit |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
         *[
-            f"| {r.label} | {r.seconds:.1f} | {r.rss_mib:.0f} | {len(r.summary.executed)} / {len(r.summary.cached)} "
+            f"| {r.label} | {r.seconds:.1f} | {r.cpu_seconds:.1f} | {r.load[0]:.1f}-{r.load[1]:.1f} | {r.rss_mib:.0f} "
+            f"| {len(r.summary.executed)} / {len(r.summary.cached)} "
             f"| {_accuracy(r):.4f} | {r.code} |"
             for r in runs
         ],

@@ -61,8 +61,11 @@ class ImageConfig(_Section):
 
 
 # The embedded digits are 8x8 greyscale scans: 16x16x1 keeps every detail at a quarter of
-# 32x32x3's compute. Applies only to image fields the user did not set.
+# 32x32x3's compute, and a CNN of half the default width fits them as well as the full one
+# at a third of the training time (bench/results/pipeline.md). Applies only to the fields
+# the user did not set.
 DIGITS_IMAGE = {"height": 16, "width": 16, "channels": 1}
+DIGITS_TRAINER = {"base_filters": 16}
 
 
 class TunerConfig(_Section):
@@ -109,7 +112,7 @@ class TrainerConfig(_Section):
     batch_size: int = Field(64, ge=1, le=4096)
     early_stopping_patience: int = Field(6, ge=1, description="Epochs without val_loss improvement.")
     conv_blocks: int = Field(3, ge=1, le=6, description="Conv blocks (conv-BN-ReLU x2, pool).")
-    base_filters: int = Field(32, ge=4, le=512, description="Filters of the first block; doubled per block.")
+    base_filters: int = Field(32, ge=4, le=512, description="Filters of the first block; doubled per block (16 for the embedded digits).")
     dense_units: int = Field(128, ge=8, le=4096)
     dropout: float = Field(0.3, ge=0.0, lt=1.0)
     learning_rate: float = Field(1e-3, gt=0.0, le=1.0)
@@ -261,9 +264,10 @@ class LenspipeConfig(_Section):
         if self.data.span_pattern is not None and "{SPAN}" not in self.data.span_pattern:
             raise ValueError("data.span_pattern must contain {SPAN}, e.g. 'span-{SPAN}'")
         if self.data.root is None:
-            for name, value in DIGITS_IMAGE.items():
-                if name not in self.image.model_fields_set:
-                    setattr(self.image, name, value)
+            for section, preset in ((self.image, DIGITS_IMAGE), (self.trainer, DIGITS_TRAINER)):
+                for name, value in preset.items():
+                    if name not in section.model_fields_set:
+                        setattr(section, name, value)
         minimum = BACKBONE_MIN_SIZE.get(self.trainer.architecture)
         if minimum and min(self.image.height, self.image.width) < minimum:
             raise ValueError(

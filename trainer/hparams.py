@@ -37,8 +37,14 @@ def declare(hp: keras_tuner.HyperParameters, trainer_cfg: TrainerConfig) -> dict
     }
     if trainer_cfg.architecture == "cnn":
         blocks, filters = trainer_cfg.conv_blocks, trainer_cfg.base_filters
-        values["conv_blocks"] = hp.Int("conv_blocks", 1, max(4, blocks), default=blocks)
-        values["base_filters"] = hp.Choice("base_filters", sorted({16, 32, 64, filters}), default=filters)
+        # Around the configured size: one block fewer or more, half, the same or double the
+        # filters. A conv's cost grows with filters squared, so the dearest trial costs about
+        # 4 * (blocks + 1) / blocks times the configured model; a user who wants a bigger
+        # network configures a bigger one and the search moves with it.
+        values["conv_blocks"] = hp.Int("conv_blocks", max(1, blocks - 1), min(6, blocks + 1), default=blocks)
+        values["base_filters"] = hp.Choice(
+            "base_filters", sorted({max(4, filters // 2), filters, min(512, filters * 2)}), default=filters
+        )
     else:
         layers = trainer_cfg.fine_tune_layers
         values["fine_tune_layers"] = hp.Choice("fine_tune_layers", sorted({0, 10, 20, 40, layers}), default=layers)

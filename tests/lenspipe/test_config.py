@@ -63,6 +63,12 @@ def test_embedded_digits_get_a_digit_sized_input_unless_set():
     assert own.image.model_dump() == {"height": 32, "width": 32, "channels": 3}  # your own images: the general default
 
 
+def test_embedded_digits_get_a_narrower_cnn_unless_set():
+    assert load_config().trainer.base_filters == 16
+    assert load_config(None, {"trainer.base_filters": 48}).trainer.base_filters == 48
+    assert load_config(None, {"data.root": "/photos"}).trainer.base_filters == 32
+
+
 def test_tflite_section_defaults_overrides_and_bounds():
     cfg = load_config()
     assert cfg.tflite.enabled and cfg.tflite.variants == ["float32", "float16", "dynamic_int8", "full_int8"]
