@@ -10,12 +10,23 @@ elsewhere (CI, logs, pipes) the same events print as plain lines with no carriag
 from __future__ import annotations
 
 import logging
+import resource
 import time
 from typing import Any, Optional, TextIO
 
 from lenspipe import features
 
 EVENT_ATTR = features.PROGRESS_EVENT_ATTR
+
+
+def cpu_seconds() -> float:
+    """User + system CPU of this process (every thread) and of the children it has waited for."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def _done_text(seconds: float, cpu: float) -> str:
+    return f"done in {seconds:.1f}s ({cpu:.1f} CPU s)"
 
 
 def _metrics_text(metrics: dict[str, float]) -> str:
@@ -39,8 +50,8 @@ class _Plain:
     def node_cached(self, node: str) -> None:
         self.write("        (cached)")
 
-    def node_finished(self, node: str, seconds: float) -> None:
-        self.write(f"        {node} done in {seconds:.1f}s")
+    def node_finished(self, node: str, seconds: float, cpu: float) -> None:
+        self.write(f"        {node} {_done_text(seconds, cpu)}")
 
     def trial(self, node: str, trial: int, total: Optional[int]) -> None:
         self.write(f"        {node} trial {trial}{f'/{total}' if total else ''}")
@@ -80,10 +91,10 @@ class _Live(_Plain):
     def node_cached(self, node: str) -> None:
         self.cached = node
 
-    def node_finished(self, node: str, seconds: float) -> None:
+    def node_finished(self, node: str, seconds: float, cpu: float) -> None:
         self.progress.advance(self.pipeline_task)
         self.progress.update(self.step_task, visible=False)
-        how = "cached" if getattr(self, "cached", None) == node else f"done in {seconds:.1f}s"
+        how = "cached" if getattr(self, "cached", None) == node else _done_text(seconds, cpu)
         self.write(f"{self.position} {node} {how}")
 
     def trial(self, node: str, trial: int, total: Optional[int]) -> None:
@@ -108,7 +119,7 @@ class ProgressHandler(logging.Handler):
         self.total = total
         self.done = 0
         self.current = ""
-        self.started: dict[str, float] = {}
+        self.started: dict[str, tuple[float, float]] = {}  # node -> (monotonic, CPU seconds) at its start
         use_live = stream.isatty() if live is None else live
         self.view: _Plain = _Live(stream, total) if use_live else _Plain(stream)
 
@@ -129,14 +140,15 @@ class ProgressHandler(logging.Handler):
         msg = record.msg if isinstance(record.msg, str) else ""
         if msg == "node %s is running." and record.args:
             self.current = str(record.args[0])
-            self.started[self.current] = time.monotonic()
+            self.started[self.current] = (time.monotonic(), cpu_seconds())
             self.view.node_started(f"[{self.done + 1:>2}/{self.total}]", self.current)
         elif msg == "A cached execution %d is used.":
             self.view.node_cached(self.current)
         elif msg == "node %s is finished." and record.args:
             node = str(record.args[0])
             self.done += 1
-            self.view.node_finished(node, time.monotonic() - self.started.get(node, time.monotonic()))
+            wall, cpu = self.started.get(node, (time.monotonic(), cpu_seconds()))
+            self.view.node_finished(node, time.monotonic() - wall, cpu_seconds() - cpu)
 
     def close(self) -> None:
         self.view.close()

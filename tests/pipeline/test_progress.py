@@ -44,6 +44,22 @@ def test_plain_lines_when_not_a_terminal():
     assert "\r" not in out.getvalue()
 
 
+def test_a_finished_component_shows_the_cpu_time_it_used():
+    import re
+    import time
+
+    out = io.StringIO()
+    handler = ProgressHandler(total=1, stream=out)
+    handler.emit(_record("node %s is running.", "Trainer"))
+    start = time.process_time()
+    while time.process_time() - start < 0.3:  # burn 0.3 s of CPU inside the component
+        pass
+    handler.emit(_record("node %s is finished.", "Trainer"))
+    done = re.search(r"Trainer done in [0-9.]+s \(([0-9.]+) CPU s\)", out.getvalue())
+    assert done, out.getvalue()
+    assert float(done.group(1)) >= 0.3
+
+
 def test_live_display_keeps_finished_components_on_screen():
     out = io.StringIO()
     _feed(ProgressHandler(total=12, stream=out, live=True))
