@@ -55,10 +55,10 @@ def _run(label: str, work: str, args: list[str]) -> Run:
     started = time.monotonic()
     proc = subprocess.Popen(
         [sys.executable, "-c", "from pipeline.cli import entry; entry()", "run", "--work-dir", work, *args],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, errors="replace",
     )
     node_cpu = {}
-    for line in proc.stdout:  # plain progress lines: "        Transform done in 9.8s (12.1 CPU s)"
+    for line in proc.stderr:  # plain progress lines: "        Transform done in 9.8s (12.1 CPU s)"
         done = DONE_LINE.match(line)
         if done:
             node_cpu[done.group(1)] = float(done.group(2))
