@@ -116,10 +116,15 @@ def metadata_for_reading(cfg: LenspipeConfig):
 
 
 def beam_args(cfg: LenspipeConfig) -> list[str]:
-    """DirectRunner arguments; an orchestrator running Beam elsewhere appends its own."""
+    """What every Beam component runs with: the DirectRunner's mode, then ``runtime.beam_args``.
+
+    The user's arguments come last, so they win over the DirectRunner defaults (Beam's
+    parser keeps the last value of a repeated flag); other runners ignore the direct_* ones.
+    """
     return [
         f"--direct_running_mode={cfg.runtime.beam_mode}",
         f"--direct_num_workers={cfg.runtime.beam_workers}",
+        *cfg.runtime.beam_args,
     ]
 
 
