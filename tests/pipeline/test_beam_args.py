@@ -126,3 +126,27 @@ def test_every_beam_step_of_the_kubeflow_pipeline_gets_the_arguments(portable_cf
         args = executors[f"{node}_executor"]["container"]["args"]
         at = args.index(PORTABLE[0])
         assert args[at - 2:at + len(PORTABLE)] == common.beam_args(portable_cfg), node
+
+
+def test_a_local_run_does_not_package_tfx_for_the_beam_workers(tmp_path, monkeypatch):
+    """TFX alone copies its source into a new temp folder and builds an sdist per Beam executor; a local run does not."""
+    import tempfile
+
+    from tfx.components.statistics_gen.executor import Executor
+    from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    args = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
+
+    def executor_args() -> list[str]:
+        context = BaseBeamExecutor.Context(beam_pipeline_args=list(args), tmp_dir=str(tmp_path / "exec"))
+        return Executor(context)._beam_pipeline_args  # pylint: disable=protected-access
+
+    with common.without_tfx_ephemeral_package():
+        inside = executor_args()
+    assert not any(a.startswith("--extra_package") for a in inside) and inside[:2] == args
+    assert list((tmp_path / "tmp").iterdir()) == []
+    outside = executor_args()  # TFX's own behaviour, which the local runner switches off
+    (package,) = [a.split("=", 1)[1] for a in outside if a.startswith("--extra_package=")]
+    assert package.startswith(str(tmp_path / "tmp")) and package.endswith(".tar.gz")
