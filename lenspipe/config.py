@@ -211,6 +211,11 @@ class RuntimeConfig(_Section):
         "in_memory", description="Beam DirectRunner mode; multi_processing suits large folders."
     )
     beam_workers: int = Field(1, ge=1, le=256)
+    beam_args: list[str] = Field(
+        [],
+        description="Beam pipeline options for every Beam component, e.g. ['--runner=PortableRunner', "
+        "'--job_endpoint=HOST:8099'] (checked by Beam's parser; docs/orchestration.md).",
+    )
     seed: int = Field(42, ge=0, description="Seeds Python, NumPy, TF and KerasTuner; recorded with the model.")
     deterministic: bool = Field(
         True, description="TF op determinism: the same data, config and seed give the same weights and metrics."
@@ -230,6 +235,15 @@ class RuntimeConfig(_Section):
     schedule: Optional[str] = Field(
         None, description="Airflow schedule of a compiled DAG ('@daily', a cron line); unset = manual runs only."
     )
+
+    @field_validator("beam_args")
+    @classmethod
+    def _check_beam_args(cls, value: list[str]) -> list[str]:
+        if not value:
+            return value  # Beam is imported only to check something
+        from lenspipe.beam_options import check_beam_args
+
+        return check_beam_args(value)
 
     @field_validator("metadata")
     @classmethod

@@ -44,6 +44,11 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--serving-dir", metavar="DIR", help="Where versions are pushed (default <work-dir>/serving).")
     p.add_argument("--model-name", help="Model name: versions go to <serving-dir>/<model-name>/<N>.")
     p.add_argument("--no-cache", action="store_true", help="Re-execute every component.")
+    p.add_argument(
+        "--beam-arg", dest="beam_args", action="append", metavar="ARG",
+        help="Beam option for every Beam component, e.g. --beam-arg --runner=PortableRunner "
+        "(repeatable; replaces runtime.beam_args; docs/orchestration.md).",
+    )
     p.add_argument("--verbose", action="store_true", help="Also show TensorFlow, Beam and TFX log lines (always in the log file).")
     p.add_argument("--image-size", type=int, metavar="PX", help="Square model input size (sets image.height and image.width).")
     p.add_argument("--channels", type=int, choices=(1, 3), help="1 = greyscale, 3 = RGB.")
@@ -106,6 +111,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, str]:
         "runtime.seed": args.seed,
     }
     out.update({k: v for k, v in shortcuts.items() if v is not None})
+    if args.beam_args:  # a list, not parsed as YAML
+        out["runtime.beam_args"] = list(args.beam_args)
     if args.no_cache:
         out["runtime.enable_cache"] = False
     if args.allow_class_change:
@@ -359,6 +366,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _join_beam_args(argv: list[str]) -> list[str]:
+    """``--beam-arg --runner=X`` as ``--beam-arg=--runner=X``: argparse would read ``--runner=X`` as an option."""
+    out: list[str] = []
+    for item in argv:
+        if out and out[-1] == "--beam-arg":
+            out[-1] = f"--beam-arg={item}"
+        else:
+            out.append(item)
+    return out  # a trailing --beam-arg stays: argparse says it expects one argument
+
+
 def _unknown_options(parser: argparse.ArgumentParser, argv: list[str], unknown: list[str]) -> None:
     """Exit with the first unknown option and the nearest known one of that subcommand."""
     from lenspipe.config import suggest
@@ -391,6 +409,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
         return (serving_cli.serve_main if argv[0] == "serve" else serving_cli.predict_main)(argv[1:])
     parser = build_parser()
+    argv = _join_beam_args(argv)
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         _unknown_options(parser, argv, unknown)

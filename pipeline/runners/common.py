@@ -6,6 +6,7 @@ Runners differ only in these values and in the orchestrator they hand the pipeli
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,11 +117,36 @@ def metadata_for_reading(cfg: LenspipeConfig):
 
 
 def beam_args(cfg: LenspipeConfig) -> list[str]:
-    """DirectRunner arguments; an orchestrator running Beam elsewhere appends its own."""
+    """What every Beam component runs with: the DirectRunner's mode, then ``runtime.beam_args``.
+
+    The user's arguments come last, so they win over the DirectRunner defaults (Beam's
+    parser keeps the last value of a repeated flag); other runners ignore the direct_* ones.
+    """
     return [
         f"--direct_running_mode={cfg.runtime.beam_mode}",
         f"--direct_num_workers={cfg.runtime.beam_workers}",
+        *cfg.runtime.beam_args,
     ]
+
+
+@contextlib.contextmanager
+def without_tfx_ephemeral_package():
+    """While active, TFX's Beam executors do not package TFX's own source for the Beam workers.
+
+    Given any Beam argument and none naming a container or package, every Beam component copies
+    TFX's installed source to a new /tmp folder, builds a ``tfx_ephemeral`` sdist there (about
+    50 MB, never removed) and stages it with the job (tfx/utils/dependency_utils.py). lenspipe's
+    Beam code runs only where lenspipe and its pinned TFX are installed (this environment, or the
+    SDK container image of docs/orchestration.md), so that package is never needed.
+    """
+    from tfx.utils import dependency_utils
+
+    saved = dependency_utils.make_beam_dependency_flags
+    dependency_utils.make_beam_dependency_flags = list  # the arguments as given
+    try:
+        yield
+    finally:
+        dependency_utils.make_beam_dependency_flags = saved
 
 
 def build_pipeline(cfg: LenspipeConfig, data_root: str, *, metadata: bool = True, **overrides):

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Optional, TextIO
 
 from lenspipe.config import LenspipeConfig
-from pipeline.runners.common import RunPaths, build_pipeline
+from pipeline.runners.common import RunPaths, build_pipeline, without_tfx_ephemeral_package
 
 
 # A local run's paths are every runner's paths; the old name stays importable.
@@ -76,5 +76,6 @@ def run(
     from pipeline.progress import ProgressHandler
 
     with _logs_to_file(log_file, ProgressHandler(total=len(pipeline.components), stream=stream), verbose=verbose):
-        BeamDagRunner().run(pipeline)
+        with without_tfx_ephemeral_package():
+            BeamDagRunner().run(pipeline)
     return paths

@@ -44,6 +44,7 @@ def compiled(tmp_path_factory):
         "compile", "--target", "airflow", "--output", str(dags), "--schedule", "0 3 * * *",
         "--work-dir", str(root / "work"), "--set", "data.embedded_per_class=3",
         "--set", "runtime.metadata=postgresql://lenspipe@db.internal:5432/mlmd",
+        "--beam-arg", "--temp_location=/beam/tmp",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     env = dict(
@@ -80,7 +81,7 @@ def test_schedule_driver_and_metadata_come_from_the_runner(compiled):
     _, dags, bag = compiled
     assert bag["schedule"] == "0 3 * * *" and bag["catchup"] is False
     assert bag["driver"] == "ImageExampleGenDriver"  # the legacy launcher's extra-outputs driver
-    assert bag["beam_args"] == ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
+    assert bag["beam_args"] == ["--direct_running_mode=in_memory", "--direct_num_workers=1", "--temp_location=/beam/tmp"]
     # The password is read when the DAG is parsed, from the environment; the file never holds it.
     assert bag["metadata_password"] == "pw-only-in-env"
     text = (dags / "lenspipe_dag.py").read_text()
