@@ -81,6 +81,30 @@ def one_line(error: Exception) -> str:
     return re.sub(r"\s*<[^<>]* object at 0x[0-9a-fA-F]+>", "", text)
 
 
+def property_features(info: ImageInfo) -> dict:
+    """The image-property features of a tf.Example (feature key -> tf.train.Feature).
+
+    ExampleGen writes them beside the image and its label; `lenspipe serve --request_log_dir`
+    writes the same ones for served requests, so training and serving statistics compare key by key.
+    """
+
+    def _bytes(value: str) -> tf.train.Feature:
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode("utf-8")]))
+
+    def _int(value: int) -> tf.train.Feature:
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
+
+    return {
+        features.HEIGHT_KEY: _int(info.height),
+        features.WIDTH_KEY: _int(info.width),
+        features.CHANNELS_KEY: _int(info.channels),
+        features.FORMAT_KEY: _bytes(info.format),
+        features.BRIGHTNESS_KEY: tf.train.Feature(float_list=tf.train.FloatList(value=[info.brightness])),
+        features.BRIGHTNESS_BUCKET_KEY: _bytes(info.brightness_bucket),
+        features.SIZE_BUCKET_KEY: _bytes(info.size_bucket),
+    }
+
+
 def inspect_image(data: bytes) -> ImageInfo:
     """Decodes ``data`` and measures it; raises BadImage with a one-line reason if unusable."""
     if not data:
