@@ -191,9 +191,28 @@ def _generator_lines(generator: str) -> list[str]:
             "re-run for the real measurement."]
 
 
-def _pairs(rounds: dict[str, dict[int, list[dict]]], level: int) -> list[float]:
-    """Per round, logged / server images/s (the two were measured back to back)."""
-    return [b["images_per_s"] / a["images_per_s"] for a, b in zip(rounds["server"][level], rounds["logged"][level])]
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process `pid` (all its threads) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _measure_with_cpu(url: str, concurrency: int, seconds: float, bodies: Path, pid: int) -> dict:
+    """A wrk point plus the server's CPU microseconds per answered image during the measured part.
+
+    CPU per image is what a CPU-bound server's throughput is inversely proportional to, and unlike
+    images/s it hardly moves when other jobs take the cores: the A/B of the request log's cost uses it.
+    """
+    _wrk(url, concurrency, WARMUP_SECONDS, bodies)
+    before = _cpu_seconds(pid)
+    point = _wrk(url, concurrency, seconds, bodies)
+    point["cpu_us_per_image"] = (_cpu_seconds(pid) - before) * 1e6 / max(1, point["ok"])
+    return point
+
+
+def _pairs(rounds: dict[str, dict[int, list[dict]]], level: int, key: str = "images_per_s") -> list[float]:
+    """Per round, logged / server `key` (the two were measured back to back)."""
+    return [b[key] / a[key] for a, b in zip(rounds["server"][level], rounds["logged"][level])]
 
 
 def render_logging(rounds: dict[str, dict[int, list[dict]]], levels: list[int], rate: float,
@@ -205,14 +224,24 @@ def render_logging(rounds: dict[str, dict[int, list[dict]]], levels: list[int], 
             "Both servers run side by side; in every round each concurrency is measured on one right after the "
             "other (order alternating by round), so load from other jobs hits both alike. The ratio is the "
             "median over rounds of logged/off measured back to back.", "",
-            "| concurrency | off img/s | on img/s | on/off (median of rounds) | per-round on/off | p99 off ms | p99 on ms |",
-            "|---:|---:|---:|---:|---|---:|---:|"]
+            "CPU us/img is the server process's CPU time (all threads) per answered image during the measured "
+            "seconds; a CPU-bound server's throughput is inversely proportional to it, and it moves far less "
+            "than images/s when other jobs share the cores. The CPU ratio is the median of the per-round "
+            "on/off ratios.", "",
+            "| concurrency | off img/s | on img/s | img/s on/off (median of rounds) | per-round img/s on/off "
+            "| CPU us/img off | CPU us/img on | CPU on/off (median of rounds) | per-round CPU on/off |",
+            "|---:|---:|---:|---:|---|---:|---:|---:|---|"]
     for level in levels:
         off, on = _median_point(rounds["server"][level]), _median_point(rounds["logged"][level])
         ratios = _pairs(rounds, level)
+        has_cpu = all("cpu_us_per_image" in p for p in rounds["server"][level] + rounds["logged"][level])
+        cpu = _pairs(rounds, level, "cpu_us_per_image") if has_cpu else []
+        cpu_off = statistics.median(p["cpu_us_per_image"] for p in rounds["server"][level]) if has_cpu else float("nan")
+        cpu_on = statistics.median(p["cpu_us_per_image"] for p in rounds["logged"][level]) if has_cpu else float("nan")
         rows.append(f"| {level} | {off['images_per_s']:.0f} | {on['images_per_s']:.0f} | "
                     f"**{statistics.median(ratios):.3f}** | {', '.join(f'{r:.3f}' for r in ratios)} | "
-                    f"{off['p99_ms']:.1f} | {on['p99_ms']:.1f} |")
+                    f"{cpu_off:.0f} | {cpu_on:.0f} | **{statistics.median(cpu) if cpu else float('nan'):.3f}** | "
+                    f"{', '.join(f'{r:.3f}' for r in cpu)} |")
     rows += ["", "Request log counters of the logging server at the end (its Prometheus endpoint): " +
              (", ".join(f"{k} {v:.0f}" for k, v in sorted(logged.items())) or "none"), ""]
     return rows
@@ -358,10 +387,13 @@ def main(argv: list[str] | None = None) -> int:
             for r in range(args.rounds):
                 for c in levels:
                     print(f"round {r + 1}/{args.rounds}, concurrency {c}", file=sys.stderr)
-                    pair = [("server", server_port)] + ([("logged", log_port)] if args.request_log_rate > 0 else [])
-                    for key, port in (pair if r % 2 == 0 else pair[::-1]):
-                        rounds[key][c].append(_load(f"http://127.0.0.1:{port}/v1/models/{args.model_name}:predict",
-                                                    c, args.seconds, image_dir, bodies, generator))
+                    pair = [("server", server_port, processes[0])] + (
+                        [("logged", log_port, processes[2])] if args.request_log_rate > 0 else [])
+                    for key, port, process in (pair if r % 2 == 0 else pair[::-1]):
+                        url = f"http://127.0.0.1:{port}/v1/models/{args.model_name}:predict"
+                        rounds[key][c].append(
+                            _measure_with_cpu(url, c, args.seconds, bodies, process.pid) if generator == "wrk"
+                            else _load(url, c, args.seconds, image_dir, bodies, generator))
                     rounds["naive"][c].append(_load(f"http://127.0.0.1:{naive_port}/v1/models/{args.model_name}:predict",
                                                     c, args.seconds, image_dir, bodies, generator))
                     limit.stdin.write(f"{c} {args.seconds}\n")
