@@ -2,7 +2,8 @@
 
 The request thread only decides whether to sample and puts a reference to the request's inputs on a
 bounded queue (full: the request is dropped and counted). A background thread decodes each image
-with ImageExampleGen's own code (components/image_example_gen/decoding.py), so the logged
+with ImageExampleGen's own code (components/image_example_gen/decoding.py: measure_image and
+property_features), so the logged
 properties are the training features key by key, adds the model name and version that answered,
 and appends to a TFRecord file. Files are written under a temporary name and renamed when closed
 (by size or age), so a reader never sees half a file; the oldest closed files are deleted to keep
@@ -177,7 +178,7 @@ class RequestLogger:
     def _records(self, entry: _Entry):
         import tensorflow as tf
 
-        from components.image_example_gen.decoding import BadImage, inspect_image, property_features
+        from components.image_example_gen.decoding import BadImage, detect_format, measure_image, property_features
 
         f = self._features
 
@@ -194,11 +195,14 @@ class RequestLogger:
                 except Exception:  # noqa: BLE001 - not a tf.Example with an image: nothing to measure
                     self.counts.inc("skipped_undecodable")
                     continue
-            if not isinstance(data, bytes):
+            image_format = detect_format(data) if isinstance(data, bytes) else None
+            if image_format is None:
                 self.counts.inc("skipped_undecodable")
                 continue
             try:
-                info = inspect_image(data)
+                # The model already decoded these bytes: TensorFlow's decode (the authority ExampleGen
+                # uses too) without ExampleGen's extra PIL check, which would double the cost.
+                info = measure_image(data, image_format)
             except BadImage:
                 self.counts.inc("skipped_undecodable")
                 continue

@@ -117,6 +117,15 @@ def inspect_image(data: bytes) -> ImageInfo:
             image.load()
     except Exception as error:  # PIL raises OSError, SyntaxError, ValueError... on bad data
         raise BadImage(f"truncated or corrupt {image_format}: {one_line(error)}") from None
+    return measure_image(data, image_format)
+
+
+def measure_image(data: bytes, image_format: str) -> ImageInfo:
+    """The properties of ``data`` as TensorFlow decodes it, without PIL's stricter check.
+
+    For bytes already known to be usable: a served request, which the model's graph decoded.
+    Raises BadImage if TensorFlow cannot decode them.
+    """
     try:
         pixels = tf.io.decode_image(data, expand_animations=False).numpy()
     except (tf.errors.OpError, ValueError) as error:
