@@ -185,6 +185,13 @@ class RequestLogger:
         def text(value: str) -> tf.train.Feature:
             return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode("utf-8")]))
 
+        about = {  # the same for every image of the request
+            f.REQUEST_MODEL_NAME_KEY: text(entry.model_name),
+            f.REQUEST_MODEL_VERSION_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[entry.model_version])),
+            f.REQUEST_SIGNATURE_KEY: text(entry.signature_name),
+            f.REQUEST_API_KEY: text(entry.api),
+            f.REQUEST_TIME_KEY: tf.train.Feature(float_list=tf.train.FloatList(value=[entry.at])),
+        }
         for item in list(entry.images.reshape(-1)) if hasattr(entry.images, "reshape") else entry.images:
             data = item
             if entry.examples:
@@ -209,11 +216,7 @@ class RequestLogger:
             feature = {
                 f.IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[data])),
                 **property_features(info),
-                f.REQUEST_MODEL_NAME_KEY: text(entry.model_name),
-                f.REQUEST_MODEL_VERSION_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[entry.model_version])),
-                f.REQUEST_SIGNATURE_KEY: text(entry.signature_name),
-                f.REQUEST_API_KEY: text(entry.api),
-                f.REQUEST_TIME_KEY: tf.train.Feature(float_list=tf.train.FloatList(value=[entry.at])),
+                **about,
             }
             yield tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
