@@ -5,7 +5,9 @@ For each concurrency (default 1, 8, 32, 64) a load generator process sends one-i
   (server) `python -m serving` with dynamic batching, as `lenspipe serve` runs it;
   (naive)  bench/naive_server.py: one model call per request, like the web-framework tutorials;
   (limit)  in-process calls of the same SavedModel signature with a batch of `concurrency` images
-           (no HTTP, no JSON): the most the model itself can do on this machine.
+           (no HTTP, no JSON): the most the model itself can do on this machine;
+  (logged) the same server with `--request_log_dir` at `--request-log-rate` (default 0.1), measured
+           right before or after (server) in each round (the order alternates) for an A/B of the log's cost.
 Every server and the load generator run in separate processes. Writes bench/results/serving.md
 (temp file + rename). Run: python -m bench.serving_bench [--model_base_path DIR] (make bench-serving).
 """
@@ -189,8 +191,78 @@ def _generator_lines(generator: str) -> list[str]:
             "re-run for the real measurement."]
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process `pid` (all its threads) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _measure_with_cpu(url: str, concurrency: int, seconds: float, bodies: Path, pid: int) -> dict:
+    """A wrk point plus the server's CPU microseconds per answered image during the measured part.
+
+    CPU per image is what a CPU-bound server's throughput is inversely proportional to, and unlike
+    images/s it hardly moves when other jobs take the cores: the A/B of the request log's cost uses it.
+    """
+    _wrk(url, concurrency, WARMUP_SECONDS, bodies)
+    before = _cpu_seconds(pid)
+    point = _wrk(url, concurrency, seconds, bodies)
+    point["cpu_us_per_image"] = (_cpu_seconds(pid) - before) * 1e6 / max(1, point["ok"])
+    return point
+
+
+def _pairs(rounds: dict[str, dict[int, list[dict]]], level: int, key: str = "images_per_s") -> list[float]:
+    """Per round, logged / server `key` (the two were measured back to back)."""
+    return [b[key] / a[key] for a, b in zip(rounds["server"][level], rounds["logged"][level])]
+
+
+def render_logging(rounds: dict[str, dict[int, list[dict]]], levels: list[int], rate: float,
+                   logged: dict[str, float]) -> list[str]:
+    """The request-log A/B table: medians of each side and the median of the per-round ratios."""
+    import statistics
+
+    rows = [f"## Request logging on (`--request_log_sample_rate {rate:g}`) vs off", "",
+            "Both servers run side by side; in every round each concurrency is measured on one right after the "
+            "other (order alternating by round), so load from other jobs hits both alike. The ratio is the "
+            "median over rounds of logged/off measured back to back.", "",
+            "CPU us/img is the server process's CPU time (all threads) per answered image during the measured "
+            "seconds; a CPU-bound server's throughput is inversely proportional to it, and it moves far less "
+            "than images/s when other jobs share the cores. The CPU ratio is the median of the per-round "
+            "on/off ratios.", "",
+            "| concurrency | off img/s | on img/s | img/s on/off (median of rounds) | per-round img/s on/off "
+            "| CPU us/img off | CPU us/img on | CPU on/off (median of rounds) | per-round CPU on/off |",
+            "|---:|---:|---:|---:|---|---:|---:|---:|---|"]
+    for level in levels:
+        off, on = _median_point(rounds["server"][level]), _median_point(rounds["logged"][level])
+        ratios = _pairs(rounds, level)
+        has_cpu = all("cpu_us_per_image" in p for p in rounds["server"][level] + rounds["logged"][level])
+        cpu = _pairs(rounds, level, "cpu_us_per_image") if has_cpu else []
+        cpu_off = statistics.median(p["cpu_us_per_image"] for p in rounds["server"][level]) if has_cpu else float("nan")
+        cpu_on = statistics.median(p["cpu_us_per_image"] for p in rounds["logged"][level]) if has_cpu else float("nan")
+        rows.append(f"| {level} | {off['images_per_s']:.0f} | {on['images_per_s']:.0f} | "
+                    f"**{statistics.median(ratios):.3f}** | {', '.join(f'{r:.3f}' for r in ratios)} | "
+                    f"{cpu_off:.0f} | {cpu_on:.0f} | **{statistics.median(cpu) if cpu else float('nan'):.3f}** | "
+                    f"{', '.join(f'{r:.3f}' for r in cpu)} |")
+    rows += ["", "Request log counters of the logging server at the end (its Prometheus endpoint): " +
+             (", ".join(f"{k} {v:.0f}" for k, v in sorted(logged.items())) or "none"), ""]
+    return rows
+
+
+def _request_log_counts(url: str) -> dict[str, float]:
+    counts = {}
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            for line in response.read().decode().splitlines():
+                if line.startswith(":lenspipe:serving:request_log:count{"):
+                    outcome = line.split('outcome="', 1)[1].split('"', 1)[0]
+                    counts[outcome] = float(line.rsplit(" ", 1)[1])
+    except OSError:
+        pass
+    return counts
+
+
 def render(results: dict[str, list[dict]], levels: list[int], command: str, facts: list[str], model: str,
-           seconds: float, batching: str, rounds: int, generator: str = "wrk") -> str:
+           seconds: float, batching: str, rounds: int, generator: str = "wrk",
+           logging_rows: list[str] | None = None) -> str:
     rows = ["| concurrency | lenspipe serve img/s | p50 ms | p99 ms | limit img/s | p50 ms | p99 ms "
             "| naive img/s | p50 ms | p99 ms | errors |",
             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -218,7 +290,7 @@ def render(results: dict[str, list[dict]], levels: list[int], command: str, fact
         "`concurrency` images (no HTTP, no JSON); latency is per call.",
         "- **naive**: `bench/naive_server.py`, one model call per request (the web-framework tutorial pattern).",
         *_generator_lines(generator), "",
-        *rows, "", *ratio_lines, "", "Command:", "", f"    {command}", "", "Machine:", "",
+        *rows, "", *ratio_lines, "", *(logging_rows or []), "Command:", "", f"    {command}", "", "Machine:", "",
         *[f"- {fact}" for fact in facts], ""])
 
 
@@ -236,6 +308,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=3, help="Interleaved rounds; each point reports the median.")
     p.add_argument("--generator", choices=("auto", "wrk", "aiohttp"), default="auto",
                    help="HTTP load generator: wrk (the default when installed) or the aiohttp fallback.")
+    p.add_argument("--request-log-rate", type=float, default=0.1,
+                   help="Also run a server with --request_log_dir at this sample rate (0: no logging row).")
     p.add_argument("--_limit", nargs=2, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args._limit:
@@ -288,26 +362,46 @@ def main(argv: list[str] | None = None) -> int:
                              cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
             subprocess.Popen([sys.executable, "-m", "bench.naive_server", str(base), str(naive_port)],
                              cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+        monitoring = Path(tmp) / "monitoring.config"
+        monitoring.write_text('prometheus_config { enable: true path: "/metrics" }')
+        log_port = _free_port()
+        if args.request_log_rate > 0:
+            processes.append(subprocess.Popen(
+                [sys.executable, "-m", "serving", f"--model_name={args.model_name}", f"--model_base_path={base}",
+                 f"--rest_api_port={log_port}", "--port=0", "--enable_batching",
+                 f"--batching_parameters_file={batching}", f"--monitoring_config_file={monitoring}",
+                 f"--request_log_dir={Path(tmp) / 'request_log'}", f"--request_log_sample_rate={args.request_log_rate}"],
+                cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         limit = subprocess.Popen([sys.executable, "-m", "bench.serving_bench", "--_limit", str(base), str(image_dir)],
                                  cwd=REPO, env=_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                  stderr=subprocess.DEVNULL, text=True)
         try:
             _wait_ready(f"http://127.0.0.1:{server_port}/readyz", processes[0])
             _wait_ready(f"http://127.0.0.1:{naive_port}/readyz", processes[1])
+            if args.request_log_rate > 0:
+                _wait_ready(f"http://127.0.0.1:{log_port}/readyz", processes[2])
             if limit.stdout.readline().strip() != "ready":
                 raise RuntimeError("limit worker failed to start")
-            rounds: dict[str, dict[int, list[dict]]] = {k: {c: [] for c in levels} for k in ("server", "naive", "limit")}
+            rounds: dict[str, dict[int, list[dict]]] = {k: {c: [] for c in levels}
+                                                        for k in ("server", "naive", "limit", "logged")}
             for r in range(args.rounds):
                 for c in levels:
                     print(f"round {r + 1}/{args.rounds}, concurrency {c}", file=sys.stderr)
-                    rounds["server"][c].append(_load(f"http://127.0.0.1:{server_port}/v1/models/{args.model_name}:predict",
-                                                     c, args.seconds, image_dir, bodies, generator))
+                    pair = [("server", server_port, processes[0])] + (
+                        [("logged", log_port, processes[2])] if args.request_log_rate > 0 else [])
+                    for key, port, process in (pair if r % 2 == 0 else pair[::-1]):
+                        url = f"http://127.0.0.1:{port}/v1/models/{args.model_name}:predict"
+                        rounds[key][c].append(
+                            _measure_with_cpu(url, c, args.seconds, bodies, process.pid) if generator == "wrk"
+                            else _load(url, c, args.seconds, image_dir, bodies, generator))
                     rounds["naive"][c].append(_load(f"http://127.0.0.1:{naive_port}/v1/models/{args.model_name}:predict",
                                                     c, args.seconds, image_dir, bodies, generator))
                     limit.stdin.write(f"{c} {args.seconds}\n")
                     limit.stdin.flush()
                     rounds["limit"][c].append(json.loads(limit.stdout.readline()))
-            results = {k: [_median_point(v[c]) for c in levels] for k, v in rounds.items()}
+            results = {k: [_median_point(v[c]) for c in levels] for k, v in rounds.items() if k != "logged"}
+            logging_rows = render_logging(rounds, levels, args.request_log_rate, _request_log_counts(
+                f"http://127.0.0.1:{log_port}/metrics")) if args.request_log_rate > 0 else []
         finally:
             limit.stdin.close()
             limit.wait(60)
@@ -315,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
                 _stop(process)
     facts.append(f"load average at end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     report = render(results, levels, command, facts, args.model_name, args.seconds, args.batching, args.rounds,
-                    generator)
+                    generator, logging_rows)
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp_out = output.with_name(output.name + ".tmp")

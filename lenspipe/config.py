@@ -201,6 +201,20 @@ class TFLiteConfig(_Section):
     input_width: Optional[int] = Field(None, ge=1, le=4096, description="TFLite input width; unset = image.width.")
 
 
+class SkewConfig(_Section):
+    """`lenspipe skew`: served requests (serve --request_log_dir) against the serving version's training data."""
+
+    infinity_norm_threshold: float = Field(
+        0.2, gt=0.0, le=1.0,
+        description="Largest allowed L-infinity distance of a categorical image property (format, buckets).",
+    )
+    jensen_shannon_threshold: float = Field(
+        0.2, gt=0.0, le=1.0,
+        description="Largest allowed Jensen-Shannon divergence of a numeric image property (brightness, sizes).",
+    )
+    min_images: int = Field(20, ge=1, description="Logged images a version needs before it is compared.")
+
+
 class RuntimeConfig(_Section):
     """Pipeline name, work dir, caching, Beam and seeds."""
 
@@ -271,6 +285,7 @@ class LenspipeConfig(_Section):
     pusher: PusherConfig = PusherConfig()
     tflite: TFLiteConfig = TFLiteConfig()
     serving_check: ServingCheckConfig = ServingCheckConfig()
+    skew: SkewConfig = SkewConfig()
     runtime: RuntimeConfig = RuntimeConfig()
 
     @model_validator(mode="after")

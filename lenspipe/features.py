@@ -20,6 +20,24 @@ BRIGHTNESS_KEY = "brightness"  # mean grey level in [0, 255]
 BRIGHTNESS_BUCKET_KEY = "brightness_bucket"  # "dark" | "medium" | "bright"
 SIZE_BUCKET_KEY = "size_bucket"  # "small" | "medium" | "large" (by the shorter side)
 
+# Written beside the image properties by `lenspipe serve --request_log_dir` (serving/request_log.py):
+# which model version answered the logged request, through which signature and API, and when.
+REQUEST_MODEL_NAME_KEY = "model_name"
+REQUEST_MODEL_VERSION_KEY = "model_version"
+REQUEST_SIGNATURE_KEY = "signature_name"
+REQUEST_API_KEY = "api"  # "predict" | "classify"
+REQUEST_TIME_KEY = "logged_at"  # seconds since the epoch (float)
+# The image properties both ExampleGen and the request log compute (the skew check compares them).
+IMAGE_PROPERTY_FEATURES = (
+    HEIGHT_KEY,
+    WIDTH_KEY,
+    CHANNELS_KEY,
+    FORMAT_KEY,
+    BRIGHTNESS_KEY,
+    BRIGHTNESS_BUCKET_KEY,
+    SIZE_BUCKET_KEY,
+)
+
 # Thresholds for the image-property buckets above (upper bounds, exclusive).
 BRIGHTNESS_BUCKETS = ((85.0, "dark"), (170.0, "medium"), (float("inf"), "bright"))
 SIZE_BUCKETS = ((32, "small"), (224, "medium"), (float("inf"), "large"))

@@ -12,6 +12,7 @@ Every config field is an option, ``--<section>.<field> VALUE`` (``lenspipe run -
 lists them by section with their defaults), and an environment variable,
 ``LENSPIPE_<SECTION>__<FIELD>``. Precedence: default < --config file < environment < options.
   lenspipe versions | rollback [--to N] [--undo] | promote N   (pipeline/deploy.py)
+  lenspipe skew --request-log DIR [--model-name NAME]   (served requests vs training data; pipeline/skew.py)
 
 Errors a user can fix end in one line naming the file or field, exit code 2.
 """
@@ -361,6 +362,9 @@ def build_parser() -> argparse.ArgumentParser:
     from pipeline import report_cli
 
     report_cli.add_parsers(sub, **sub_kwargs)
+    from pipeline import skew
+
+    skew.add_parser(sub, _add_config_args, _add_field_options, _load, **sub_kwargs)
     sub.add_parser("serve", help="Serve a model base path over TF Serving's REST and gRPC APIs.", add_help=False)
     sub.add_parser("predict", help="Classify images: via a running server, or locally with --tflite FILE / --saved-model DIR.", add_help=False)
     return parser

@@ -698,4 +698,25 @@ def write_report(metadata_path: str, run_id: str, reports_dir: str) -> str:
     return path
 
 
-__all__ = ["SECTIONS", "list_runs", "format_runs", "read_run_info", "render", "run_ids", "write_report"]
+def add_section(path: str, sid: str, title: str, body: str) -> None:
+    """Put section ``sid`` into the written page ``path`` (replacing an earlier one), then rename into place.
+
+    For results computed after the run (``lenspipe skew``); the page keeps everything else as written.
+    """
+    with open(path, encoding="utf-8") as f:
+        page = f.read()
+    section = f'<section id="{sid}"><h2>{_e(title)}</h2>{body}</section>'
+    start = page.find(f'<section id="{sid}">')
+    if start >= 0:
+        end = page.index("</section>", start) + len("</section>")
+        page = page[:start] + section + page[end:]
+    else:
+        page = page.replace("</main>", section + "</main>", 1)
+        page = page.replace("</nav>", f'<a href="#{sid}">{_e(title)}</a></nav>', 1)
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(page)
+    os.replace(tmp, path)
+
+
+__all__ = ["SECTIONS", "add_section", "list_runs", "format_runs", "read_run_info", "render", "run_ids", "write_report"]

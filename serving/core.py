@@ -20,6 +20,7 @@ from serving.codec import check_input_keys
 from serving.errors import Code, ServingError, invalid_argument
 from serving.flags import ServerOptions
 from serving.metrics import ServingMetrics
+from serving.request_log import RequestLogger
 from serving.servable import Servable, Signature
 from serving.versions import ModelManager
 from serving.warmup import make_loader
@@ -55,6 +56,10 @@ class ServingCore:
                                             thread_name_prefix="serving")
         self._load_executor = ThreadPoolExecutor(max_workers=options.load_threads, thread_name_prefix="loader")
         self.scheduler = SharedBatchScheduler(options.batching, self.metrics) if options.enable_batching else None
+        self.request_log: RequestLogger | None = None
+        if options.request_log is not None:
+            self.request_log = RequestLogger(options.request_log)
+            self.metrics.add(self.request_log.counts)
         self._queues: dict[tuple[int, str], BatchQueue] = {}
         self.manager = ModelManager(
             make_loader(options.enable_model_warmup, tags=options.saved_model_tags),
@@ -111,6 +116,8 @@ class ServingCore:
                                f"{{{PREDICT_METHOD}, {CLASSIFY_METHOD}, {REGRESS_METHOD}}}. Was: {signature.method_name}")
         check_input_keys(set(inputs), signature.inputs)
         outputs = await self.run(servable, signature, inputs, api)
+        if self.request_log is not None and api == "Predict":
+            self.request_log.offer_predict(servable.name, servable.version, signature.name, inputs, signature.inputs)
         return servable, signature, outputs
 
     def _examples_signature(self, servable: Servable, signature_name: str, method: str, kind: str) -> Signature:
@@ -147,6 +154,8 @@ class ServingCore:
         if not examples:
             raise invalid_argument("Invalid argument: Input is empty.")
         outputs = await self.run(servable, signature, {"inputs": np.array(examples, dtype=object)}, "Classify")
+        if self.request_log is not None:
+            self.request_log.offer_examples(servable.name, servable.version, signature.name, examples)
         classes, scores = outputs.get("classes"), outputs.get("scores")
         for name, array in (("classes", classes), ("scores", scores)):
             if array is not None and (array.ndim != 2 or array.shape[0] != len(examples)):
@@ -177,6 +186,8 @@ class ServingCore:
         if self.scheduler is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.scheduler.stop)
         await self.manager.unload_all()
+        if self.request_log is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.request_log.close)
         self._executor.shutdown(wait=True)
         self._load_executor.shutdown(wait=True)
 

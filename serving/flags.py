@@ -20,6 +20,8 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, te
 from google.protobuf.message import Message
 from tensorflow_serving.config import model_server_config_pb2
 
+from serving.request_log import RequestLogOptions
+
 DEFAULT_PROMETHEUS_PATH = "/monitoring/prometheus/metrics"
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
 
@@ -126,6 +128,7 @@ class ServerOptions:
     saved_model_tags: tuple[str, ...] = ("serve",)
     warnings: tuple[str, ...] = ()  # one line per accepted-but-ignored TF Serving flag
     enable_model_warmup: bool = True  # TF Serving's default: replay assets.extra/tf_serving_warmup_requests
+    request_log: "RequestLogOptions | None" = None  # --request_log_dir (lenspipe addition)
 
 
 def _read_text_proto(path: str, message: Message, flag: str) -> Message:
@@ -261,6 +264,21 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument(f"--{name}", type=kind, default=None, help=argparse.SUPPRESS)
     p.add_argument("--enable_model_warmup", nargs="?", const=True, default=True, type=_bool_flag,
                    help="Replay a version's assets.extra/tf_serving_warmup_requests before it is AVAILABLE.")
+    log_defaults = RequestLogOptions(directory="", sample_rate=0.0)
+    p.add_argument("--request_log_dir", default="",
+                   help="Log a sample of :predict/:classify requests here as TFRecords of tf.Examples (the image "
+                        "and its properties, the model version that answered); `lenspipe skew` reads them "
+                        "(lenspipe addition).")
+    p.add_argument("--request_log_sample_rate", type=float, default=0.0,
+                   help="Fraction of requests logged, in [0, 1] (with --request_log_dir).")
+    p.add_argument("--request_log_max_file_bytes", type=int, default=log_defaults.max_file_bytes,
+                   help="A log file is closed (made visible) at this size.")
+    p.add_argument("--request_log_max_file_seconds", type=float, default=log_defaults.max_file_seconds,
+                   help="... or this many seconds after it was opened.")
+    p.add_argument("--request_log_max_total_bytes", type=int, default=log_defaults.max_total_bytes,
+                   help="Disk budget of --request_log_dir: the oldest files are deleted to stay under it.")
+    p.add_argument("--request_log_queue_size", type=int, default=log_defaults.queue_size,
+                   help="Sampled requests waiting to be written; when full, requests are not logged (counted).")
     return p
 
 
@@ -325,6 +343,27 @@ def parse_grpc_channel_arguments(text: str) -> tuple[tuple[str, int | str], ...]
     return tuple(result)
 
 
+def _request_log_options(args: argparse.Namespace) -> RequestLogOptions | None:
+    if not args.request_log_dir:
+        if args.request_log_sample_rate:
+            raise ConfigError("--request_log_sample_rate needs --request_log_dir (where the sampled requests go)")
+        return None
+    try:
+        options = RequestLogOptions(
+            directory=args.request_log_dir, sample_rate=args.request_log_sample_rate,
+            max_file_bytes=args.request_log_max_file_bytes, max_total_bytes=args.request_log_max_total_bytes,
+            max_file_seconds=args.request_log_max_file_seconds, queue_size=args.request_log_queue_size)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if options.sample_rate == 0:
+        raise ConfigError(f"--request_log_dir {args.request_log_dir} with --request_log_sample_rate 0 logs nothing; "
+                          "give a rate in (0, 1], e.g. 0.1")
+    path = Path(options.directory)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"--request_log_dir {path} exists and is not a directory")
+    return options
+
+
 def parse_server_options(argv: list[str]) -> ServerOptions:
     """Parse and validate `lenspipe serve` flags. Raises ConfigError naming the bad flag."""
     args = build_parser().parse_args(argv)
@@ -368,7 +407,7 @@ def parse_server_options(argv: list[str]) -> ServerOptions:
         grpc_channel_arguments=parse_grpc_channel_arguments(args.grpc_channel_arguments),
         enable_signature_method_name_check=args.enable_signature_method_name_check,
         saved_model_tags=tags, warnings=_unsupported_warnings(args),
-        enable_model_warmup=args.enable_model_warmup)
+        enable_model_warmup=args.enable_model_warmup, request_log=_request_log_options(args))
 
 
 def initial_model_config(options: ServerOptions) -> model_server_config_pb2.ModelServerConfig:

@@ -148,6 +148,10 @@ class ServingMetrics:
                      self.wrapped_run_count, self.input_batch_size, self.processed_batch_size,
                      self.padding_size, self.queuing_latency]
 
+    def add(self, metric: "Counter | Histogram") -> None:
+        """Export one more family (e.g. the request log's counts, when it is on)."""
+        self._all.append(metric)
+
     def render(self) -> str:
         """The Prometheus text exposition of every family."""
         lines: list[str] = []

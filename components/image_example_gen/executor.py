@@ -24,7 +24,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
-from components.image_example_gen.decoding import BadImage, ImageInfo, inspect_image, one_line
+from components.image_example_gen.decoding import BadImage, ImageInfo, inspect_image, one_line, property_features
 from components.image_example_gen.layout import list_image_folder
 from lenspipe import features
 
@@ -63,7 +63,6 @@ def _int(value: int) -> tf.train.Feature:
 
 def _to_example(candidate: _Candidate, class_names: Sequence[str]) -> tf.train.Example:
     """The tf.Example of one image; ``class_names`` is sorted, a label's id is its position."""
-    info = candidate.info
     return tf.train.Example(
         features=tf.train.Features(
             feature={
@@ -71,13 +70,7 @@ def _to_example(candidate: _Candidate, class_names: Sequence[str]) -> tf.train.E
                 features.LABEL_NAME_KEY: _bytes(candidate.label_name.encode("utf-8")),
                 features.CLASS_INDEX_KEY: _int(bisect.bisect_left(class_names, candidate.label_name)),
                 features.PATH_KEY: _bytes(candidate.path.encode("utf-8")),
-                features.HEIGHT_KEY: _int(info.height),
-                features.WIDTH_KEY: _int(info.width),
-                features.CHANNELS_KEY: _int(info.channels),
-                features.FORMAT_KEY: _bytes(info.format.encode("utf-8")),
-                features.BRIGHTNESS_KEY: tf.train.Feature(float_list=tf.train.FloatList(value=[info.brightness])),
-                features.BRIGHTNESS_BUCKET_KEY: _bytes(info.brightness_bucket.encode("utf-8")),
-                features.SIZE_BUCKET_KEY: _bytes(info.size_bucket.encode("utf-8")),
+                **property_features(candidate.info),
             }
         )
     )

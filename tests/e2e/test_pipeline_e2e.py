@@ -429,3 +429,69 @@ def test_runs_and_report_cover_a_blessed_and_an_unblessed_run(work, first_run, u
 
     missing = lenspipe("report", "no-such-run", "--work-dir", str(work))
     assert missing.returncode == 2 and "no run 'no-such-run'" in missing.stderr
+
+
+def test_skew_served_requests_like_the_training_data_pass_inverted_or_darker_ones_are_reported(
+        work, first_run, tmp_path_factory, capsys):
+    """`lenspipe serve --request_log_dir` logs real served requests; `lenspipe skew` compares them with the
+    training statistics of the version that served them (found through ML Metadata)."""
+    import base64
+    import shutil
+    import urllib.request
+
+    import numpy as np
+
+    from pipeline import deploy
+    from pipeline.cli import main
+    from pipeline.datasets import _digits
+    from serving.flags import ServerOptions
+    from serving.request_log import RequestLogOptions
+    from tests.conftest import png_bytes
+    from tests.serving.conftest import ServerThread, free_port
+
+    # A work dir of its own (metadata and reports copied), so the skew section lands in a copy of the report.
+    scratch = tmp_path_factory.mktemp("skew")
+    (scratch / "work" / "metadata").mkdir(parents=True)
+    shutil.copy(work / "metadata" / "lenspipe.sqlite", scratch / "work" / "metadata")
+    shutil.copytree(work / "reports", scratch / "work" / "reports")
+    base = work / "serving" / "lenspipe"
+    version = deploy.integer_versions(base)[-1]
+    trained = {p.name for p in (work / "data" / "digits-20").glob("*/*.png")}
+    held_out = [img for img, digit, index in _digits(None) if f"{digit}_{index:04d}.png" not in trained][:60]
+    cases = {"like-training": held_out, "inverted": [255 - img for img in held_out],
+             "darker": [(img * 0.3).astype(np.uint8) for img in held_out]}
+    logs = {}
+    for name, pixels in cases.items():
+        logs[name] = scratch / name
+        server = ServerThread(ServerOptions(
+            model_name="lenspipe", model_base_path=str(base), port=0, rest_api_port=free_port(),
+            file_system_poll_wait_seconds=0, request_log=RequestLogOptions(str(logs[name]), sample_rate=1.0)))
+        try:
+            for i in range(0, len(pixels), 10):  # :predict requests of 10 images
+                body = json.dumps({"instances": [{"b64": base64.b64encode(png_bytes(p)).decode()} for p in pixels[i:i + 10]]})
+                request = urllib.request.Request(f"{server.url}/v1/models/lenspipe:predict", data=body.encode())
+                with urllib.request.urlopen(request, timeout=60) as response:
+                    assert len(json.loads(response.read())["predictions"]) == len(pixels[i:i + 10])
+        finally:
+            server.stop()  # closes the log's open file: it appears under its final name
+
+    def skew(name: str) -> tuple[int, str]:
+        capsys.readouterr()
+        code = main(["skew", "--request-log", str(logs[name]), "--work-dir", str(scratch / "work"),
+                     "--serving-dir", str(work / "serving"), "--model-name", "lenspipe"])
+        return code, capsys.readouterr().out
+
+    code, out = skew("like-training")
+    assert code == 0, out
+    assert f"lenspipe version {version}" in out and "60 logged image(s)" in out and "no skew" in out
+    assert "brightness" in out and "anomaly" not in out  # measured, and below every threshold
+    for name in ("inverted", "darker"):
+        code, out = skew(name)
+        assert code == 1, out
+        assert "SKEW" in out and "anomaly: brightness:" in out
+        assert "anomaly: height" not in out and "anomaly: format" not in out  # what did not change is not flagged
+        if name == "inverted":  # dark digits on white: the brightness buckets move too
+            assert "anomaly: brightness_bucket:" in out
+    run_id = next(line.split("(run ")[1].split(")")[0] for line in out.splitlines() if "(run " in line)
+    page = (scratch / "work" / "reports" / f"{run_id}.html").read_text()
+    assert page.count('<section id="skew">') == 1 and "Serving skew" in page and "brightness" in page
