@@ -214,3 +214,12 @@ def test_the_pusher_executor_reports_a_full_disk_as_one_line(digits_model, tmpfs
         Executor().Do({"model": [model], "model_blessing": [blessing]}, {"pushed_model": [pushed]},
                       {"push_destination": proto_utils.proto_to_json(destination)})
     assert os.listdir(disk / "m") == []
+
+
+def test_lenspipe_run_shows_a_full_disk_as_the_pushers_one_line():
+    from pipeline import cli
+
+    message = "/srv/m: not enough free space to push: the model needs 0.32 MB, 0.07 MB and 998 inodes free; nothing was pushed"
+    wrapped = RuntimeError("outer [while running 'Run[VersionedPusher]']")
+    wrapped.__cause__ = PushFailed(message)
+    assert cli._root_message(wrapped) == message
