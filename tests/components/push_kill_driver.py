@@ -1,7 +1,7 @@
 """Kill the VersionedPusher with SIGKILL at chosen points of real pushes; what each kill left, as JSON.
 
 Run as ``python -m tests.components.push_kill_driver MODEL_DIR WORK OUT.json --kills 20 --seed 0``.
-Each push is a real TFX run (BeamDagRunner, SQLite ML Metadata) of Importer(model) + Importer(blessing)
+Each push is a real TFX run (LocalDagRunner: the portable launcher without Beam; SQLite ML Metadata) of Importer(model) + Importer(blessing)
 -> VersionedPusher, in a process forked from this one (TFX imported once). First one calibration push
 counts the push's steps (every fileio operation from the executor's start, then the launcher's ML
 Metadata writes); then, for model copy i, a push killed after step k_i (seeded; the steps around the
@@ -46,14 +46,14 @@ def push(work: Path, model_uri: str, base_dir: Path, checkpoints=None) -> None:
     """One pipeline run that pushes ``model_uri``; with ``checkpoints``, a step after each write of the push."""
     import logging
 
-    from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
+    from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
     from components.versioned_pusher.executor import Executor
 
     logging.getLogger().setLevel(logging.WARNING)
     if checkpoints is not None:
         checkpoints.on_file_and_metadata_writes(arm_on=(Executor, "Do"))
-    BeamDagRunner().run(build(work, model_uri, base_dir))
+    LocalDagRunner().run(build(work, model_uri, base_dir))
 
 
 def entries(base_dir: Path) -> list[str]:
@@ -76,7 +76,7 @@ def main() -> None:
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    import tfx.orchestration.beam.beam_dag_runner  # noqa: F401 - imported once, before the forks
+    import tfx.orchestration.local.local_dag_runner  # noqa: F401 - imported once, before the forks
     import components.versioned_pusher  # noqa: F401
 
     base_dir = args.work / "serving" / "m"
@@ -97,7 +97,7 @@ def main() -> None:
         points.add(rng.randint(1, len(steps) - 1))  # never after the last step: that run has finished
     order = sorted(points)
     rng.shuffle(order)
-    report = {"calibration_steps": steps, "rename_step": rename, "iterations": []}
+    report = {"calibration_steps": steps, "rename_step": rename, "iterations": [], "done": False}
     for i, k in enumerate(order, 1):
         uri = model_copy(i)
         model_uri = str(Path(uri).parent)
@@ -109,10 +109,15 @@ def main() -> None:
             "after_kill": after_kill, "rerun_exit": rerun.exit_code,
             "after_rerun": {"entries": entries(base_dir), "holding": holding(base_dir, uri)},
         })
-    report["calibration_model"] = first
-    tmp = args.out.with_suffix(".tmp")
+        write(args.out, report)  # after each iteration: a driver stopped by a timeout still tells how far it got
+    report["done"] = True
+    write(args.out, report)
+
+
+def write(path: Path, report: dict) -> None:
+    tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(report, indent=1))
-    tmp.rename(args.out)
+    tmp.rename(path)
 
 
 if __name__ == "__main__":
