@@ -338,6 +338,7 @@ class Executor(tfx_pusher_executor.Executor):
         model_path = self.GetModelPath(input_dict)
         base_dir = exec_properties.get(SERVING_MODEL_DIR_KEY) or destination.filesystem.base_directory
         custom_config = json.loads(exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY) or "null") or {}
+        sweep_stale_staging(base_dir)  # here too: a resumed push copies nothing, but a kill may have left one
         resumed = version_holding(base_dir, model_path)
         if resumed is not None:
             # A run killed after its rename but before ML Metadata recorded the push: record that
