@@ -121,6 +121,9 @@ def run_until(work: Callable[[Checkpoints], None], kill_after: Optional[int]) ->
     go_r, go_w = os.pipe()
     pid = os.fork()
     if pid == 0:  # child
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: die with the parent (a timed-out driver)
         os.close(report_r)
         os.close(go_w)
         code = 0
