@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -178,7 +179,8 @@ def test_a_push_that_cannot_fit_fails_with_the_path_and_free_space_and_writes_no
         push_model(digits_model.saved_model_dir, str(base), source="model-a")
     message = str(raised.value)
     assert "\n" not in message
-    assert message.startswith(f"{base}: not enough free space") and "MB free" in message
+    assert message.startswith(f"{base}: not enough free space to push")
+    assert re.search(r"the model needs \d+\.\d\d MB, \d+\.\d\d MB and \d+ inodes free", message), message
     assert "nothing was pushed" in message
     assert os.listdir(base) == []
 
