@@ -310,10 +310,11 @@ def _write_html(metadata, run_id: str, reports_dir: Path, log_file: Path) -> Opt
 def _root_message(error: BaseException) -> str:
     """The most specific message in an exception chain (Beam wraps component errors)."""
     from components.data_gate import DataGateFailed
+    from components.versioned_pusher.executor import PushFailed
 
     seen = error
     while seen is not None:
-        if isinstance(seen, DataGateFailed):
+        if isinstance(seen, (DataGateFailed, PushFailed)):
             return str(seen)
         seen = seen.__cause__ or seen.__context__
     text = re.sub(r" \[while running '[^']*'\]$", "", str(error).strip())  # Beam's suffix

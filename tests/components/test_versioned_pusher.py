@@ -131,3 +131,43 @@ def test_a_canary_push_labels_the_new_version_canary_and_keeps_stable(tmp_path):
     (entry,) = config.model_config_list.config
     assert entry.name == "m" and dict(entry.version_labels) == {"stable": 1, "canary": 2}
     assert list(entry.model_version_policy.specific.versions) == [1, 2]
+
+
+def test_a_killed_pushs_staging_dir_is_removed_and_a_live_pushs_is_kept(tmp_path):
+    import fcntl
+    import os
+
+    from components.versioned_pusher.executor import STAGING_PREFIX
+
+    model = fake_model(tmp_path / "model")
+    base = tmp_path / "m"
+    dead = base / f"{STAGING_PREFIX}dead" / "version"  # what a SIGKILL mid-copy leaves
+    dead.mkdir(parents=True)
+    (dead / "saved_model.pb").write_bytes(b"half")
+    live = base / f"{STAGING_PREFIX}live"
+    live.mkdir()
+    fd = os.open(live, os.O_RDONLY | os.O_DIRECTORY)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # as a push in progress holds its staging dir
+    try:
+        assert push_model(str(model), str(base)) == (str(base / "1"), 1)
+        assert sorted(p.name for p in base.iterdir()) == sorted(["1", f"{STAGING_PREFIX}live"])
+    finally:
+        os.close(fd)
+
+
+def test_a_rerun_finding_its_model_already_on_disk_records_that_version_instead_of_pushing_again(tmp_path):
+    from components.versioned_pusher.executor import PUSH_RECORD_FILE, RESUMED_PROPERTY
+
+    base = tmp_path / "serving" / "m"
+    model = _model_with_classes(tmp_path / "a", ["cat", "dog"])
+    first = _push(tmp_path, model, base)
+    assert json.loads((base / "1" / PUSH_RECORD_FILE).read_text()) == {"source": str(tmp_path / "a" / "Format-Serving")}
+    assert RESUMED_PROPERTY not in first.mlmd_artifact.custom_properties
+    # The kill came after the rename, before ML Metadata's record: the re-run's executor gets the same model.
+    again = _push(tmp_path, model, base)
+    assert again.get_int_custom_property("pushed") == 1
+    assert again.get_string_custom_property("pushed_version") == "1"
+    assert again.get_int_custom_property(RESUMED_PROPERTY) == 1
+    assert existing_versions(str(base)) == [1]
+    other = _push(tmp_path, _model_with_classes(tmp_path / "b", ["cat", "dog"]), base)  # a new model still pushes
+    assert other.get_string_custom_property("pushed_version") == "2"
