@@ -4,8 +4,9 @@ ExampleValidator takes no previous statistics, so this resolver hands them to th
 the newest successful push whose model was not rolled back -> the Pusher execution's input
 model -> the Trainer execution that output it -> that execution's input examples -> the
 statistics a StatisticsGen execution computed from them. Nothing resolves on the first run,
-and nothing when the serving model's statistics are this run's own (an unchanged re-run stays
-a full cache hit). Under TFX's legacy launcher (Airflow) the ``current`` channel holds every
+and nothing when the serving model was trained on this run's own files (the same statistics, or
+examples with the same ExampleGen input fingerprint): there is nothing to compare, and the
+gate's inputs stay those of an unchanged re-run, a full cache hit. Under TFX's legacy launcher (Airflow) the ``current`` channel holds every
 statistics artifact ever produced; only the newest StatisticsGen execution's counts.
 """
 
@@ -17,6 +18,8 @@ import ml_metadata as mlmd
 from ml_metadata.proto import metadata_store_pb2
 from tfx import types
 from tfx.dsl.components.common import resolver
+
+from tfx.components.example_gen import utils as example_gen_utils
 
 from components.baseline import newest_execution_outputs
 from components.versioned_pusher.rollback import ROLLED_BACK_PROPERTY
@@ -51,10 +54,25 @@ def pushed_model_input(store: mlmd.MetadataStore, pushed: types.Artifact) -> Opt
     return _input_of(store, pusher, "model") if pusher is not None else None
 
 
-def training_statistics(store: mlmd.MetadataStore, model_id: int, candidates: Iterable[int]) -> Optional[int]:
-    """Id (among ``candidates``) of the statistics of the examples the Trainer that output ``model_id`` read."""
-    trainer = _producer(store, model_id)
-    examples = _input_of(store, trainer, "examples") if trainer is not None else None
+def input_examples(store: mlmd.MetadataStore, artifact_id: int) -> Optional[int]:
+    """Id of the Examples that the execution which output ``artifact_id`` (a Model, statistics) read."""
+    producer = _producer(store, artifact_id)
+    return _input_of(store, producer, "examples") if producer is not None else None
+
+
+def fingerprint(store: mlmd.MetadataStore, examples_id: Optional[int]) -> Optional[str]:
+    """ExampleGen's input fingerprint (which files, their sizes and times) of an Examples artifact."""
+    if examples_id is None:
+        return None
+    (examples,) = store.get_artifacts_by_id([examples_id])
+    for props in (examples.custom_properties, examples.properties):
+        if example_gen_utils.FINGERPRINT_PROPERTY_NAME in props:
+            return props[example_gen_utils.FINGERPRINT_PROPERTY_NAME].string_value or None
+    return None
+
+
+def training_statistics(store: mlmd.MetadataStore, examples: Optional[int], candidates: Iterable[int]) -> Optional[int]:
+    """Id (among ``candidates``) of the statistics computed from the Examples ``examples``."""
     if examples is None:
         return None
     readers = [e.execution_id for e in store.get_events_by_artifact_ids([examples]) if e.type in _INPUTS]
@@ -83,8 +101,12 @@ class ServingSpanStatisticsStrategy(resolver.ResolverStrategy):
                 model.custom_properties[ROLLED_BACK_PROPERTY].int_value == 1)
             if rolled_back:
                 continue
-            stats_id = training_statistics(store, model_id, statistics)
-            if stats_id is None or stats_id in current:
+            examples = input_examples(store, model_id)
+            stats_id = training_statistics(store, examples, statistics)
+            trained_on = fingerprint(store, examples)
+            same_files = bool(current) and trained_on is not None and (
+                trained_on == fingerprint(store, input_examples(store, max(current))))
+            if stats_id is None or stats_id in current or same_files:
                 return nothing
             return {PUSHED_MODEL_KEY: [pushed], STATISTICS_KEY: [statistics[stats_id]], CURRENT_KEY: []}
         return nothing

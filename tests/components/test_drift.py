@@ -175,7 +175,10 @@ class _Store:
             self.types[type_name] = self.store.put_artifact_type(metadata_store_pb2.ArtifactType(name=type_name))
         a = metadata_store_pb2.Artifact(type_id=self.types[type_name])
         for k, v in props.items():
-            a.custom_properties[k].int_value = v
+            if isinstance(v, str):
+                a.custom_properties[k].string_value = v
+            else:
+                a.custom_properties[k].int_value = v
         (a.id,) = self.store.put_artifacts([a])
         return a
 
@@ -197,9 +200,9 @@ def _tfx(artifact, cls):
     return out
 
 
-def _run(db, rolled_back=False, pushed=1):
+def _run(db, rolled_back=False, pushed=1, files="span-1 files"):
     """One run's lineage: ExampleGen -> StatisticsGen -> Trainer -> Pusher; returns (statistics, pushed model)."""
-    examples = db.artifact("Examples")
+    examples = db.artifact("Examples", input_fingerprint=files)
     db.execution({}, {"examples": examples})
     stats = db.artifact("ExampleStatistics")
     db.execution({"examples": examples}, {"statistics": stats})
@@ -221,16 +224,30 @@ def test_lineage_finds_the_statistics_of_the_newest_serving_push():
     assert ROLLED_BACK_PROPERTY == "lenspipe_rolled_back"  # the name _run writes
     db = _Store()
     s1, p1 = _run(db)
-    s2, p2 = _run(db, rolled_back=True)  # pushed, then taken out of service
-    s3, p3 = _run(db, pushed=0)  # not pushed (not blessed)
-    current = _tfx(db.artifact("ExampleStatistics"), standard_artifacts.ExampleStatistics)
+    s2, p2 = _run(db, rolled_back=True, files="span-2 files")  # pushed, then taken out of service
+    s3, p3 = _run(db, pushed=0, files="span-3 files")  # not pushed (not blessed)
+    new_examples = db.artifact("Examples", input_fingerprint="span-4 files")
+    current = db.artifact("ExampleStatistics")
+    db.execution({"examples": new_examples}, {"statistics": current})
+    current = _tfx(current, standard_artifacts.ExampleStatistics)
     got = _resolve(db, [s1, s2, s3, current], [p1, p2, p3], [current])
     assert [a.id for a in got[lineage.STATISTICS_KEY]] == [s1.id]
     assert [a.id for a in got[lineage.PUSHED_MODEL_KEY]] == [p1.id]
 
 
-def test_lineage_resolves_nothing_on_a_first_run_or_against_this_runs_own_statistics():
+def test_lineage_resolves_nothing_on_a_first_run_or_against_this_runs_own_files():
     db = _Store()
     assert _resolve(db, [], [], [])[lineage.STATISTICS_KEY] == []
     s1, p1 = _run(db)
     assert _resolve(db, [s1], [p1], [s1])[lineage.STATISTICS_KEY] == []  # unchanged re-run: nothing to compare
+    # The same files ingested again (a --no-cache run): new artifacts, same input fingerprint.
+    again = db.artifact("Examples", input_fingerprint="span-1 files")
+    s2 = db.artifact("ExampleStatistics")
+    db.execution({"examples": again}, {"statistics": s2})
+    s2 = _tfx(s2, standard_artifacts.ExampleStatistics)
+    assert _resolve(db, [s1, s2], [p1], [s2])[lineage.STATISTICS_KEY] == []
+    other = db.artifact("Examples", input_fingerprint="span-2 files")
+    s3 = db.artifact("ExampleStatistics")
+    db.execution({"examples": other}, {"statistics": s3})
+    s3 = _tfx(s3, standard_artifacts.ExampleStatistics)
+    assert [a.id for a in _resolve(db, [s1, s2, s3], [p1], [s3])[lineage.STATISTICS_KEY]] == [s1.id]
