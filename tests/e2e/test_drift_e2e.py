@@ -31,16 +31,23 @@ TINY = [
 
 
 def write_span(root: Path, span: int, brightness: tuple, seed: int) -> None:
-    """``root/span-<n>/<h|v>/*.png``: horizontal or vertical stripes around a mean grey drawn from ``brightness``."""
-    rng = np.random.default_rng(seed)
+    """``root/span-<n>/<h|v>/*.png``: horizontal or vertical stripes around a mean grey drawn from ``brightness``.
+
+    The mean greys come from ``seed`` and the pixel noise from the span: spans 1 and 3 share a
+    brightness distribution (and file names, so the same files land in train) but no image.
+    With 16 train images per class, two independent draws of one uniform differ by a JSD of
+    ~0.15 (measured), above the 0.1 default: such small spans are compared as they are.
+    """
+    means = np.random.default_rng(seed)
+    noise = np.random.default_rng(1000 + span)
     stripes = (np.arange(16) % 4 < 2) * 2.0 - 1.0
     for label, pattern in (("h", np.repeat(stripes[:, None], 16, 1)), ("v", np.repeat(stripes[None, :], 16, 0))):
         folder = root / f"span-{span}" / label
         folder.mkdir(parents=True)
         for i in range(PER_CLASS):
-            mean = rng.uniform(*brightness)
-            pixels = np.clip(mean + 40.0 * pattern + rng.normal(0, 5, (16, 16)), 0, 255).astype(np.uint8)
-            (folder / f"{label}_{span}_{i:02d}.png").write_bytes(png_bytes(pixels))
+            mean = means.uniform(*brightness)
+            pixels = np.clip(mean + 40.0 * pattern + noise.normal(0, 5, (16, 16)), 0, 255).astype(np.uint8)
+            (folder / f"{label}_{i:02d}.png").write_bytes(png_bytes(pixels))
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +57,7 @@ def runs(tmp_path_factory):
     data, work = root / "data", root / "work"
     args = ["run", "--work-dir", str(work), "--data", str(data), *TINY]
     out = {}
-    for span, brightness, seed in ((1, DARKER, 1), (2, BRIGHTER, 2), (3, DARKER, 3)):
+    for span, brightness, seed in ((1, DARKER, 1), (2, BRIGHTER, 2), (3, DARKER, 1)):
         write_span(data, span, brightness, seed)
         result = lenspipe(*args)
         serving = work / "serving" / "lenspipe"
