@@ -178,6 +178,24 @@ class PusherConfig(_Section):
     )
 
 
+class DriftConfig(_Section):
+    """Drift between spans: the new span against the span the serving model was trained on (data gate)."""
+
+    enabled: bool = Field(True, description="Compare the new span's statistics with the serving model's span; stop on drift.")
+    label_linf: float = Field(
+        0.1, ge=0.0, le=1.0, description="Label distribution: largest allowed L-infinity distance (share of any one class)."
+    )
+    width_jsd: float = Field(0.1, ge=0.0, le=1.0, description="Image width: largest allowed Jensen-Shannon divergence.")
+    height_jsd: float = Field(0.1, ge=0.0, le=1.0, description="Image height: largest allowed Jensen-Shannon divergence.")
+    brightness_jsd: float = Field(
+        0.1, ge=0.0, le=1.0, description="Image brightness: largest allowed Jensen-Shannon divergence."
+    )
+    channels_jsd: float = Field(0.1, ge=0.0, le=1.0, description="Image channels: largest allowed Jensen-Shannon divergence.")
+    format_linf: float = Field(
+        0.1, ge=0.0, le=1.0, description="Image format (png, jpeg, ...): largest allowed L-infinity distance."
+    )
+
+
 class ServingCheckConfig(_Section):
     enabled: bool = Field(True, description="Serve the candidate with `lenspipe serve` before the push (InfraValidator's role).")
     max_images: int = Field(200, ge=1, description="Held-out test images sent over REST and gRPC (the first N).")
@@ -285,6 +303,7 @@ class LenspipeConfig(_Section):
     pusher: PusherConfig = PusherConfig()
     tflite: TFLiteConfig = TFLiteConfig()
     serving_check: ServingCheckConfig = ServingCheckConfig()
+    drift: DriftConfig = DriftConfig()
     skew: SkewConfig = SkewConfig()
     runtime: RuntimeConfig = RuntimeConfig()
 

@@ -17,6 +17,7 @@ from tfx import v1 as tfx
 from components.baseline import CANDIDATE_KEY, MODEL_BLESSING_KEY, MODEL_KEY, PreviousBlessedModelStrategy
 from components.classical_baseline import ClassicalBaseline
 from components.data_gate import DataGate
+from components.data_gate import lineage
 from components.evaluator import Evaluator
 from components.tflite_check import TFLiteCheck
 from components.explainer import Explainer
@@ -141,6 +142,28 @@ def batch_inference(inference_root: str, model: Any, blessing: Any, code_version
     return [images, bulk_inferrer, writer]
 
 
+def serving_span_statistics(cfg: LenspipeConfig, statistics: Any, baseline: str) -> tuple[list[Any], dict[str, Any]]:
+    """The resolver that finds the serving model's training statistics in MLMD, and the gate inputs it feeds.
+
+    Nothing under ``baseline="latest"`` (Kubeflow V2 compiles no custom resolver strategy) or
+    with ``drift.enabled=false``: the gate then checks no drift.
+    """
+    if baseline != "previous" or not cfg.drift.enabled:
+        return [], {}
+    resolver = tfx.dsl.Resolver(
+        strategy_class=lineage.ServingSpanStatisticsStrategy,
+        **{
+            lineage.PUSHED_MODEL_KEY: tfx.dsl.Channel(type=tfx.types.standard_artifacts.PushedModel),
+            lineage.STATISTICS_KEY: tfx.dsl.Channel(type=tfx.types.standard_artifacts.ExampleStatistics),
+            lineage.CURRENT_KEY: statistics,
+        },
+    ).with_id("drift_resolver")
+    return [resolver], {
+        "baseline_statistics": resolver.outputs[lineage.STATISTICS_KEY],
+        "serving_push": resolver.outputs[lineage.PUSHED_MODEL_KEY],
+    }
+
+
 def create_pipeline(
     cfg: LenspipeConfig,
     *,
@@ -178,11 +201,16 @@ def create_pipeline(
         schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
     schema = schema_gen.outputs["schema"]
     example_validator = tfx.components.ExampleValidator(statistics=statistics_gen.outputs["statistics"], schema=schema)
+    drift_nodes, drift_inputs = serving_span_statistics(cfg, statistics_gen.outputs["statistics"], baseline)
     data_gate = DataGate(
         anomalies=example_validator.outputs["anomalies"],
         statistics=statistics_gen.outputs["statistics"],
         examples=examples,
+        schema=schema,
+        drift_config=cfg.drift.model_dump_json(),
+        allow_class_change=cfg.pusher.allow_class_change,
         code_version=code.get("data_gate", ""),
+        **drift_inputs,
     )
 
     transform = tfx.components.Transform(
@@ -212,7 +240,7 @@ def create_pipeline(
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),
         custom_config=model_config,
     )
-    components: list[Any] = [example_gen, statistics_gen, schema_gen, example_validator, data_gate, transform]
+    components: list[Any] = [example_gen, statistics_gen, schema_gen, example_validator, *drift_nodes, data_gate, transform]
     hyperparameters = None
     if cfg.tuner.enabled:
         tuner = tfx.components.Tuner(tuner_fn=TUNER_FN, **training_inputs)

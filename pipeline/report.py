@@ -63,6 +63,7 @@ class RunSummary:
     classes_added: list[str] = field(default_factory=list)
     classes_removed: list[str] = field(default_factory=list)
     class_counts: dict[str, dict[str, int]] = field(default_factory=dict)  # split -> class name -> images
+    drift: dict[str, Any] = field(default_factory=dict)  # DataGate: distances to the serving model's span
     empty_class_folders: list[str] = field(default_factory=list)
     classical: dict[str, Any] = field(default_factory=dict)  # the ClassicalBaseline's result.json
     model_dir: str = ""  # the Trainer's exported SavedModel
@@ -338,9 +339,10 @@ def read_run(metadata_path: str, run_id: str) -> RunSummary:
             summary.rejected = read_rejected(artifact.uri)
             summary.empty_class_folders = _json_prop(artifact, EMPTY_CLASS_FOLDERS_PROPERTY) or []
         for artifact in outputs.get("report", []):
-            from components.data_gate.component import CLASS_COUNTS_PROPERTY
+            from components.data_gate.component import CLASS_COUNTS_PROPERTY, DRIFT_PROPERTY
 
             summary.class_counts = json.loads(_prop(artifact, CLASS_COUNTS_PROPERTY) or "{}")
+            summary.drift = json.loads(_prop(artifact, DRIFT_PROPERTY) or "{}")
         for artifact in outputs.get("result", []):
             from components.classical_baseline import read_result
 
@@ -414,6 +416,10 @@ def format_summary(summary: RunSummary, class_names: Optional[list[str]] = None)
     if len(summary.rejected) > 10:
         lines.append(f"    ... and {len(summary.rejected) - 10} more (see the ImageExampleGen 'rejected' artifact)")
     lines.append(f"  anomalies:  {len(summary.anomalies) or 'none'}")
+    if summary.drift.get("features"):
+        shown = ", ".join(f"{f['feature']} {'JSD' if 'Jensen' in f['measure'] else 'L-inf'} {f['distance']:.3f} "
+                          f"(max {f['threshold']:g})" for f in summary.drift["features"])
+        lines.append(f"  drift:      vs the span of serving version {summary.drift.get('version')}: {shown}")
     for line in summary.anomalies[:10]:
         lines.append(f"    - {line}")
     if summary.best_hyperparameters:

@@ -11,7 +11,7 @@ from lenspipe.config import load_config
 from pipeline import report
 from pipeline.runners import common
 from tests import postgres as pg
-from tests.e2e.test_airflow_postgres import TINY, pipeline_tasks
+from tests.e2e.test_airflow_postgres import TINY, pipeline_resolvers, pipeline_tasks
 from tests.e2e.test_pipeline_e2e import lenspipe
 
 pytestmark = pytest.mark.e2e
@@ -35,7 +35,7 @@ def test_local_run_keeps_its_lineage_in_postgresql(tmp_path, postgres, monkeypat
     cfg = load_config(None, {"runtime.metadata": url, "runtime.metadata_password_file": str(secret)})
     connection = common.metadata_connection(cfg)
     summary = report.read_run(connection, report.latest_run_id(connection, "lenspipe"))
-    components = pipeline_tasks() - {"baseline_resolver"}
+    components = pipeline_tasks() - pipeline_resolvers()
     assert set(summary.executed) == components
     assert summary.pushed_version == "1" and sum(summary.split_counts.values()) == 100
 

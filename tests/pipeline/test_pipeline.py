@@ -22,7 +22,7 @@ def by_id(pipeline):
 def test_every_stage_present_and_gate_precedes_transform():
     nodes = by_id(build())
     assert set(nodes) == {
-        "ImageExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "DataGate", "Transform",
+        "ImageExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "drift_resolver", "DataGate", "Transform",
         "Tuner", "ClassicalBaseline", "Trainer", "baseline_resolver", "Evaluator", "TFLiteCheck", "ServingCheck",
         "VersionedPusher", "Explainer",
     }
@@ -112,3 +112,17 @@ def test_explainer_reads_the_held_out_split_and_the_trainers_run():
     assert explainer.inputs["transform_graph"].producer_component_id == "Transform"
     assert explainer.exec_properties["split"] == EVAL_SPLIT and explainer.exec_properties["correct_per_class"] == 2
     assert "Explainer" not in by_id(build(**{"explainer.enabled": "false"}))
+
+
+def test_the_gate_gets_the_serving_spans_statistics_unless_drift_is_off_or_unsupported():
+    nodes = by_id(build())
+    gate = nodes["DataGate"]
+    assert gate.inputs["baseline_statistics"].producer_component_id == "drift_resolver"
+    assert gate.inputs["serving_push"].producer_component_id == "drift_resolver"
+    assert gate.exec_properties["drift_config"] == load_config().drift.model_dump_json()
+    off = by_id(create_pipeline(load_config(None, {"drift.enabled": "false"}), data_root="/d", pipeline_root="/r",
+                                serving_model_dir="/s"))
+    latest = by_id(create_pipeline(load_config(), data_root="/d", pipeline_root="/r", serving_model_dir="/s",
+                                   baseline="latest"))
+    for nodes in (off, latest):
+        assert "drift_resolver" not in nodes and "baseline_statistics" not in nodes["DataGate"].inputs
