@@ -8,8 +8,8 @@ factor-1 rotated/shifted copies of each), built once and kept under ``<work-dir>
 
 Each component of the pipeline up to the Trainer (the Trainer and its ancestors, taken from
 the pipeline itself) runs in its own child process, in pipeline order: the child builds the
-pipeline cut down to that component and its ancestors, the ancestors are cache hits from the
-previous children, and only that component executes. So a child's peak RSS (getrusage via
+whole pipeline and runs it up to that component (a TFX partial run, ``to_nodes``): the
+ancestors are cache hits from the previous children, and only that component executes. So a child's peak RSS (getrusage via
 wait4) is that of one component plus what every child pays (Python, TF, TFX, Beam imports and
 the cache look-ups), which a last child that executes nothing ("all cached") measures. Wall
 time per component is what ML Metadata recorded for its execution.
@@ -34,6 +34,9 @@ from pathlib import Path
 from typing import Any, Optional
 
 TARGET_NODE = "Trainer"
+# One child process per step; the nodes between two steps (SchemaGen, ExampleValidator, DataGate)
+# execute in the next step's child. Their ids are checked against the pipeline.
+STEPS = ("ImageExampleGen", "StatisticsGen", "Transform", "Trainer")
 TIME_RATIO_TARGET = 1.3  # time per image at the largest factor within this of the one before
 RSS_GROWTH_TARGET = 1.1  # peak RSS at the largest factor within this of the smallest ("does not grow")
 
@@ -73,25 +76,22 @@ def ancestors_and_self(pipeline, node_id: str) -> list:
 
 
 def _child(node_id: str, overrides: dict[str, Any]) -> int:
-    """Runs the pipeline cut down to ``node_id`` and its ancestors (cached) with the local Beam runner."""
+    """Runs ``node_id`` and its ancestors (cache hits after the first child) with the local Beam runner.
+
+    A TFX partial run of the whole pipeline (``RunOptions(to_nodes=[node_id])``): nodes past
+    ``node_id`` are skipped.
+    """
     import logging
 
     from absl import logging as absl_logging
-    from tfx import v1 as tfx
     from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
+    from tfx.orchestration.pipeline import RunOptions
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     absl_logging.set_verbosity(absl_logging.INFO)
     _, full = _pipeline(overrides)
-    part = tfx.dsl.Pipeline(
-        pipeline_name=full.pipeline_info.pipeline_name,
-        pipeline_root=full.pipeline_info.pipeline_root,
-        components=ancestors_and_self(full, node_id),
-        enable_cache=True,
-        metadata_connection_config=full.metadata_connection_config,
-        beam_pipeline_args=full.beam_pipeline_args,
-    )
-    BeamDagRunner().run(part)
+    ancestors_and_self(full, node_id)  # a clear error for an unknown node
+    BeamDagRunner().run(full, run_options=RunOptions(to_nodes=[node_id]))
     return 0
 
 
@@ -107,7 +107,11 @@ def _spawn(node_id: str, overrides: dict[str, Any], log_path: Path) -> tuple[flo
     return time.monotonic() - started, usage.ru_maxrss / 1024.0, os.waitstatus_to_exitcode(status)
 
 
-def measure(factor: int, work: Path, extra: dict[str, str]) -> dict[str, Any]:
+def ancestors_ids(pipeline, node_id: str) -> set[str]:
+    return {c.id for c in ancestors_and_self(pipeline, node_id)}
+
+
+def measure(factor: int, work: Path, extra: dict[str, str], baseline: bool = True) -> dict[str, Any]:
     """Builds (or reuses) the factor's data, runs every component in its own process, returns the figures."""
     from bench import scale_data
     from pipeline import report
@@ -128,6 +132,9 @@ def measure(factor: int, work: Path, extra: dict[str, str]) -> dict[str, Any]:
     cfg, full = _pipeline(overrides)
     metadata = str(RunPaths.from_config(cfg).metadata_path)
     nodes = [c.id for c in ancestors_and_self(full, TARGET_NODE)]
+    missing = [step for step in STEPS if step not in nodes]
+    if missing:
+        raise ValueError(f"steps {missing} are not among the Trainer's ancestors {nodes}")
     result: dict[str, Any] = {
         "factor": factor, "images": images, "nodes": [],
         "data": {"seconds": None if cached_data else round(data_seconds, 1), "cached": cached_data},
@@ -135,20 +142,28 @@ def measure(factor: int, work: Path, extra: dict[str, str]) -> dict[str, Any]:
         "beam_mode": cfg.runtime.beam_mode, "beam_workers": cfg.runtime.beam_workers,
         "cache_budget_mb": cfg.trainer.cache_budget_mb, "extra": extra,
     }
-    for node in [*nodes, "all cached"]:
-        target = nodes[-1] if node == "all cached" else node
-        log_path = run_dir / f"{node.replace(' ', '-')}.log"
+    done: set[str] = set()
+    for step in [*STEPS, *(["all cached"] if baseline else [])]:
+        target = STEPS[-1] if step == "all cached" else step
+        log_path = run_dir / f"{step.replace(' ', '-')}.log"
         wall, rss, code = _spawn(target, overrides, log_path)
-        summary = report.read_run(metadata, report.latest_run_id(metadata, cfg.runtime.pipeline_name) or "")
-        state = "cached" if node == "all cached" else summary.node_states.get(target, "missing")
-        seconds = None if node == "all cached" else summary.node_seconds.get(target)
-        row = {"node": node, "state": state, "seconds": seconds, "wall": round(wall, 1), "rss_mib": round(rss),
+        run_id = report.latest_run_id(metadata, cfg.runtime.pipeline_name) if code == 0 else None
+        summary = report.read_run(metadata, run_id) if run_id else report.RunSummary(run_id="")
+        executed = [n for n in nodes if n not in done and n in ancestors_ids(full, target)]
+        if step == "all cached":
+            executed = []
+        seconds = {n: summary.node_seconds.get(n) for n in executed}
+        states = {n: summary.node_states.get(n, "missing") for n in executed}
+        row = {"node": step, "ran": executed, "states": states, "node_seconds": seconds,
+               "state": states.get(target, "cached" if step == "all cached" else "missing"),
+               "seconds": seconds.get(target), "wall": round(wall, 1), "rss_mib": round(rss),
                "exit": code, "load": os.getloadavg()[0]}
         result["nodes"].append(row)
-        print(f"x{factor} {node}: {state}, {seconds if seconds is None else round(seconds, 1)}s in MLMD, "
-              f"{wall:.1f}s wall, peak RSS {rss:.0f} MiB, exit {code} (log {log_path})", flush=True)
-        if code != 0 or (node != "all cached" and state != "complete"):
-            result["failed"] = f"{node}: exit {code}, state {state}; see {log_path}"
+        done.update(executed)
+        print(f"x{factor} {step}: {states}, {seconds} s in MLMD, {wall:.1f}s wall, peak RSS {rss:.0f} MiB, "
+              f"exit {code} (log {log_path})", flush=True)
+        if code != 0 or any(state != "complete" for state in states.values()):
+            result["failed"] = f"{step}: exit {code}, states {states}; see {log_path}"
             break
     result["load_end"] = os.getloadavg()
     return result
@@ -170,7 +185,8 @@ def render(results: list[dict[str, Any]], command: str) -> str:
         "Data: the embedded digits (8x8 PNGs) at N times their size: the 1,797 originals plus N-1 rotated "
         "(±15°) and shifted (±1 px) copies of each (bench/scale_data.py), model input 16x16x1; "
         "Tuner off, Trainer 1 epoch, Beam DirectRunner as `lenspipe run` sets it.  ",
-        "Each component runs in its own process, its ancestors cache hits; *seconds* = its execution time in "
+        "Each step runs in its own process (the nodes between two steps run in the later step's process, "
+        "named in its row), its ancestors cache hits; *seconds* = its execution time in "
         "ML Metadata, *µs/image* = seconds / images in the dataset (all splits), *process* = the child's wall "
         "time, *peak RSS* = the child's maximum resident set (getrusage), which includes what every child pays "
         "for imports and cache look-ups: the *all cached* row (a child that executes nothing).",
@@ -185,7 +201,10 @@ def render(results: list[dict[str, Any]], command: str) -> str:
         ]
         for n in r["nodes"]:
             per = None if n["seconds"] is None else n["seconds"] / r["images"] * 1e6
-            lines.append(f"| {n['node']} | {n['state']} | {_fmt(n['seconds'])} | {_fmt(per, 0)} | {n['wall']:.1f} | {n['rss_mib']:,} |")
+            also = [m for m in n.get("ran", []) if m != n["node"]]
+            ran = ", ".join(f"{m} {_fmt(n['node_seconds'].get(m))} s" for m in also)
+            name = n["node"] + (f" (its process also ran {ran})" if also else "")
+            lines.append(f"| {name} | {n['state']} | {_fmt(n['seconds'])} | {_fmt(per, 0)} | {n['wall']:.1f} | {n['rss_mib']:,} |")
         data = "cached from an earlier run" if r["data"]["cached"] else f"written in {r['data']['seconds']} s"
         lines += [
             "",
@@ -239,6 +258,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--out", default="bench/results/scale.md")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                         help="Extra config override for every run (e.g. runtime.beam_mode=multi_processing).")
+    parser.add_argument("--no-baseline", action="store_true", help="Skip the last child that executes nothing.")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--overrides", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -261,7 +281,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     command = "python -m bench.scale_bench " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     failed = False
     for factor in factors:
-        result = measure(factor, work, extra)
+        result = measure(factor, work, extra, baseline=not args.no_baseline)
         result["command"] = command.strip()
         failed |= "failed" in result
         path = results_dir / f"x{factor}.json"
