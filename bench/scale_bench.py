@@ -95,8 +95,8 @@ def _child(node_id: str, overrides: dict[str, Any]) -> int:
     return 0
 
 
-def _spawn(node_id: str, overrides: dict[str, Any], log_path: Path) -> tuple[float, float, int]:
-    """(wall seconds, peak RSS MiB, exit code) of one child run."""
+def _spawn(node_id: str, overrides: dict[str, Any], log_path: Path) -> tuple[float, float, int, float]:
+    """(wall seconds, peak RSS MiB, exit code, CPU seconds user + system) of one child run."""
     started = time.monotonic()
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
@@ -104,7 +104,8 @@ def _spawn(node_id: str, overrides: dict[str, Any], log_path: Path) -> tuple[flo
             stdout=log, stderr=subprocess.STDOUT,
         )
         _, status, usage = os.wait4(proc.pid, 0)
-    return time.monotonic() - started, usage.ru_maxrss / 1024.0, os.waitstatus_to_exitcode(status)
+    cpu = usage.ru_utime + usage.ru_stime
+    return time.monotonic() - started, usage.ru_maxrss / 1024.0, os.waitstatus_to_exitcode(status), cpu
 
 
 def ancestors_ids(pipeline, node_id: str) -> set[str]:
@@ -146,7 +147,7 @@ def measure(factor: int, work: Path, extra: dict[str, str], baseline: bool = Tru
     for step in [*STEPS, *(["all cached"] if baseline else [])]:
         target = STEPS[-1] if step == "all cached" else step
         log_path = run_dir / f"{step.replace(' ', '-')}.log"
-        wall, rss, code = _spawn(target, overrides, log_path)
+        wall, rss, code, cpu = _spawn(target, overrides, log_path)
         run_id = report.latest_run_id(metadata, cfg.runtime.pipeline_name) if code == 0 else None
         summary = report.read_run(metadata, run_id) if run_id else report.RunSummary(run_id="")
         executed = [n for n in nodes if n not in done and n in ancestors_ids(full, target)]
@@ -156,7 +157,7 @@ def measure(factor: int, work: Path, extra: dict[str, str], baseline: bool = Tru
         states = {n: summary.node_states.get(n, "missing") for n in executed}
         row = {"node": step, "ran": executed, "states": states, "node_seconds": seconds,
                "state": states.get(target, "cached" if step == "all cached" else "missing"),
-               "seconds": seconds.get(target), "wall": round(wall, 1), "rss_mib": round(rss),
+               "seconds": seconds.get(target), "wall": round(wall, 1), "cpu": round(cpu, 1), "rss_mib": round(rss),
                "exit": code, "load": os.getloadavg()[0]}
         result["nodes"].append(row)
         done.update(executed)
@@ -188,7 +189,7 @@ def render(results: list[dict[str, Any]], command: str) -> str:
         "Each step runs in its own process (the nodes between two steps run in the later step's process, "
         "named in its row), its ancestors cache hits; *seconds* = its execution time in "
         "ML Metadata, *µs/image* = seconds / images in the dataset (all splits), *process* = the child's wall "
-        "time, *peak RSS* = the child's maximum resident set (getrusage), which includes what every child pays "
+        "time, *process CPU* = its user + system CPU time (less sensitive to the other jobs on the machine than wall time), *peak RSS* = the child's maximum resident set (getrusage), which includes what every child pays "
         "for imports and cache look-ups: the *all cached* row (a child that executes nothing).",
         "",
     ]
@@ -196,15 +197,15 @@ def render(results: list[dict[str, Any]], command: str) -> str:
         lines += [
             f"## {r['factor']}x: {r['images']:,} images",
             "",
-            "| component | state | seconds | µs/image | process (s) | peak RSS (MiB) |",
-            "|---|---|---:|---:|---:|---:|",
+            "| component | state | seconds | µs/image | process (s) | process CPU (s) | peak RSS (MiB) |",
+            "|---|---|---:|---:|---:|---:|---:|",
         ]
         for n in r["nodes"]:
             per = None if n["seconds"] is None else n["seconds"] / r["images"] * 1e6
             also = [m for m in n.get("ran", []) if m != n["node"]]
             ran = ", ".join(f"{m} {_fmt(n['node_seconds'].get(m))} s" for m in also)
             name = n["node"] + (f" (its process also ran {ran})" if also else "")
-            lines.append(f"| {name} | {n['state']} | {_fmt(n['seconds'])} | {_fmt(per, 0)} | {n['wall']:.1f} | {n['rss_mib']:,} |")
+            lines.append(f"| {name} | {n['state']} | {_fmt(n['seconds'])} | {_fmt(per, 0)} | {n['wall']:.1f} | {_fmt(n.get('cpu'))} | {n['rss_mib']:,} |")
         data = "cached from an earlier run" if r["data"]["cached"] else f"written in {r['data']['seconds']} s"
         lines += [
             "",
