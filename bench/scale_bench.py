@@ -112,7 +112,7 @@ def ancestors_ids(pipeline, node_id: str) -> set[str]:
     return {c.id for c in ancestors_and_self(pipeline, node_id)}
 
 
-def measure(factor: int, work: Path, extra: dict[str, str], baseline: bool = True) -> dict[str, Any]:
+def measure(factor: int, work: Path, extra: dict[str, str], baseline: bool = True, up_to: str = STEPS[-1]) -> dict[str, Any]:
     """Builds (or reuses) the factor's data, runs every component in its own process, returns the figures."""
     from bench import scale_data
     from pipeline import report
@@ -141,11 +141,12 @@ def measure(factor: int, work: Path, extra: dict[str, str], baseline: bool = Tru
         "data": {"seconds": None if cached_data else round(data_seconds, 1), "cached": cached_data},
         "load_start": os.getloadavg(), "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "beam_mode": cfg.runtime.beam_mode, "beam_workers": cfg.runtime.beam_workers,
-        "cache_budget_mb": cfg.trainer.cache_budget_mb, "extra": extra,
+        "cache_budget_mb": cfg.trainer.cache_budget_mb, "extra": extra, "up_to": up_to,
     }
     done: set[str] = set()
-    for step in [*STEPS, *(["all cached"] if baseline else [])]:
-        target = STEPS[-1] if step == "all cached" else step
+    steps = STEPS[: STEPS.index(up_to) + 1]
+    for step in [*steps, *(["all cached"] if baseline else [])]:
+        target = steps[-1] if step == "all cached" else step
         log_path = run_dir / f"{step.replace(' ', '-')}.log"
         wall, rss, code, cpu = _spawn(target, overrides, log_path)
         run_id = report.latest_run_id(metadata, cfg.runtime.pipeline_name) if code == 0 else None
@@ -260,6 +261,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                         help="Extra config override for every run (e.g. runtime.beam_mode=multi_processing).")
     parser.add_argument("--no-baseline", action="store_true", help="Skip the last child that executes nothing.")
+    parser.add_argument("--up-to", default=STEPS[-1], choices=STEPS, help="Stop after this step (a shorter run).")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--overrides", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -282,7 +284,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     command = "python -m bench.scale_bench " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     failed = False
     for factor in factors:
-        result = measure(factor, work, extra, baseline=not args.no_baseline)
+        result = measure(factor, work, extra, baseline=not args.no_baseline, up_to=args.up_to)
         result["command"] = command.strip()
         failed |= "failed" in result
         path = results_dir / f"x{factor}.json"
