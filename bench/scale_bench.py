@@ -37,6 +37,7 @@ TARGET_NODE = "Trainer"
 # One child process per step; the nodes between two steps (SchemaGen, ExampleValidator, DataGate)
 # execute in the next step's child. Their ids are checked against the pipeline.
 STEPS = ("ImageExampleGen", "StatisticsGen", "Transform", "Trainer")
+NOTES_MARKER = "<!-- hand-written notes below: kept when the benchmark rewrites this file -->"
 TIME_RATIO_TARGET = 1.3  # time per image at the largest factor within this of the one before
 RSS_GROWTH_TARGET = 1.1  # peak RSS at the largest factor within this of the smallest ("does not grow")
 
@@ -296,7 +297,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp_out = out.with_suffix(out.suffix + ".tmp")
-        tmp_out.write_text(render(results, "`, `".join(commands)))
+        notes = ""
+        if out.exists() and NOTES_MARKER in out.read_text():
+            notes = NOTES_MARKER + out.read_text().split(NOTES_MARKER, 1)[1]
+        tmp_out.write_text(render(results, "`, `".join(commands)) + notes)
         tmp_out.replace(out)
         print(f"wrote {out}", flush=True)
     return 1 if failed else 0
