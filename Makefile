@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-$(shell sha256sum $(LOCK) pyproject.toml 2>/dev/nul
 AIRFLOW_LOCK  := requirements-airflow.lock
 AIRFLOW_STAMP := $(VENV)/.airflow-$(shell sha256sum $(AIRFLOW_LOCK) 2>/dev/null | sha256sum | cut -c1-16)
 
-.PHONY: install install-airflow postgres-deps run test test-fast test-deps bench bench-serving bench-warmup bench-deps serve clean
+.PHONY: install install-airflow postgres-deps run test test-fast test-deps bench bench-serving bench-warmup bench-deps bench-scale serve clean
 
 install: $(STAMP)
 
@@ -72,6 +72,11 @@ bench-serving: install bench-deps
 # The first request after a version swap, with and without --enable_model_warmup (after `make run`).
 bench-warmup: install
 	$(BIN)/python -m bench.warmup_bench $(ARGS)
+
+# How cost grows: ExampleGen -> StatisticsGen -> Transform -> one Trainer epoch at 1x, 10x and 100x
+# the embedded digits (built once under lenspipe-work/bench-scale/data); writes bench/results/scale.md.
+bench-scale: install
+	$(BIN)/python -m bench.scale_bench $(ARGS)
 
 # wrk (Debian) drives the serving benchmark; without it the bench falls back to a Python load
 # generator that competes with the server for CPU, and says so in its results.

@@ -24,14 +24,15 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
+from components.image_example_gen import layout
 from components.image_example_gen.decoding import BadImage, ImageInfo, inspect_image, one_line, property_features
-from components.image_example_gen.layout import list_image_folder
 from lenspipe import features
 
 logger = logging.getLogger(__name__)
 
 INPUT_FORMAT_KEY = "input_format"  # execution parameter: "images" | "tfrecord" | "unlabeled"
 UNLABELED_PATTERN = "*"  # what the driver fingerprints for an unlabeled folder: its top-level entries
+EXAMPLES_KEY = standard_component_specs.EXAMPLES_KEY
 REJECTED_KEY = "rejected"  # output key of the RejectedFiles artifact
 REJECTED_FILE_NAME = "rejected.jsonl"
 NUM_REJECTED_PROPERTY = "num_rejected"
@@ -155,33 +156,54 @@ def _image_root(pattern: str) -> str:
     return prefix
 
 
+def _class_folder_entries(name: str, input_base: str, prefix: str) -> Iterator[Any]:
+    """Candidates ``(relative path, class name)`` of one class folder; its rejections tagged."""
+    for kind, rel, value in layout.iter_class_folder(input_base, prefix, name):
+        yield (rel, value) if kind == layout.CANDIDATE else beam.pvalue.TaggedOutput(_REJECTED_TAG, (rel, value))
+
+
 @beam.ptransform_fn
-def _ImagesToCandidates(pipeline: beam.Pipeline, input_base: str, pattern: str, empty_folders: List[str]):  # pylint: disable=invalid-name
-    """(candidates, rejections) of an image folder split; empty class folders are appended to ``empty_folders``."""
+def _ImagesToCandidates(pipeline: beam.Pipeline, input_base: str, pattern: str, empty_folders: List[str], listed: List[str]):  # pylint: disable=invalid-name
+    """(candidates, rejections) of an image folder split; empty class folders are appended to ``empty_folders``.
+
+    Files are listed one class folder at a time inside the Beam pipeline (a list of every file
+    would sit in the pipeline graph and in memory); the listed class folders, sorted, are
+    appended to ``listed``.
+    """
     root = _image_root(pattern)
-    listing = list_image_folder(input_base, root)
-    for name in listing.empty_class_folders:
+    folders = layout.list_class_folders(input_base, root)
+    for name in folders.empty_class_folders:
         logger.warning("ImageExampleGen: class folder %r holds no image files: not a class", posixpath.join(root, name))
-    empty_folders.extend(listing.empty_class_folders)
-    if not listing.class_names:
+    empty_folders.extend(folders.empty_class_folders)
+    listed.extend(folders.class_names)
+    if not folders.class_names:
         raise ValueError(
             f"{posixpath.join(input_base, root)}: no class folder holds an image file (expected <root>/<class>/<file>)"
         )
     logger.info(
-        "ImageExampleGen: %s: %d class folder(s), %d image file(s) to decode, %d file(s) rejected by name or place",
+        "ImageExampleGen: %s: %d class folder(s) with image files, %d file(s) rejected by place in the root",
         posixpath.join(input_base, root),
-        len(listing.class_names),
-        len(listing.candidates),
-        len(listing.rejected),
+        len(folders.class_names),
+        len(folders.rejected),
     )
-    return _inspect_listed(pipeline, listing.candidates, listing.rejected, input_base)
+    listed_files = (
+        pipeline
+        | "ListClassFolders" >> beam.Create(folders.class_names + folders.empty_class_folders)
+        | "ListFiles" >> beam.FlatMap(_class_folder_entries, input_base, root).with_outputs(_REJECTED_TAG, main="files")
+    )
+    good, rejections = _inspect_listed(pipeline, listed_files.files, folders.rejected, input_base)
+    return good, (rejections, listed_files[_REJECTED_TAG]) | "AllListedRejected" >> beam.Flatten()
 
 
 def _inspect_listed(pipeline: beam.Pipeline, candidates, rejected, input_base: str):
-    """(good candidates, all rejections) of listed files: each read and inspected, spread over workers."""
+    """(good candidates, all rejections) of listed files: each read and inspected, spread over workers.
+
+    ``candidates`` is a list of (relative path, class name) or a PCollection of them.
+    """
+    if not isinstance(candidates, beam.pvalue.PCollection):
+        candidates = pipeline | "ListImages" >> beam.Create(candidates)
     inspected = (
-        pipeline
-        | "ListImages" >> beam.Create(candidates)
+        candidates
         | "Spread" >> beam.Reshuffle()
         | "Inspect" >> beam.FlatMap(_inspect_file, input_base).with_outputs(_REJECTED_TAG, main="good")
     )
@@ -251,6 +273,14 @@ def _SortedClassNames(candidates):  # pylint: disable=invalid-name
     )
 
 
+def _write_class_names(names: List[str], path: str) -> None:
+    """The decoded class names as JSON at ``path`` (temporary name, then rename)."""
+    tf.io.gfile.makedirs(posixpath.dirname(path))
+    with tf.io.gfile.GFile(path + ".tmp", "w") as f:
+        f.write(json.dumps(list(names)))
+    tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
+
+
 def write_rejected(rejections: List[Rejection], directory: str) -> str:
     """Writes ``rejected.jsonl`` (sorted by path) under a temporary name, then renames it."""
     tf.io.gfile.makedirs(directory)
@@ -277,6 +307,7 @@ class Executor(BaseExampleGenExecutor):
     """
 
     def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
+        executor = self
         rejected_parts = self._rejected_parts
         empty_folders = self._empty_class_folders
 
@@ -284,8 +315,9 @@ class Executor(BaseExampleGenExecutor):
         def ToExamples(pipeline: beam.Pipeline, exec_properties: Dict[str, Any], split_pattern: str):  # pylint: disable=invalid-name
             input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
             input_format = exec_properties.get(INPUT_FORMAT_KEY) or "images"
+            listed: List[str] = []
             if input_format == "images":
-                to_candidates = _ImagesToCandidates(input_base, split_pattern, empty_folders)  # pylint: disable=no-value-for-parameter
+                to_candidates = _ImagesToCandidates(input_base, split_pattern, empty_folders, listed)  # pylint: disable=no-value-for-parameter
             elif input_format == "tfrecord":
                 to_candidates = _TFRecordsToCandidates(input_base, split_pattern)  # pylint: disable=no-value-for-parameter
             elif input_format == "unlabeled":
@@ -295,7 +327,15 @@ class Executor(BaseExampleGenExecutor):
             candidates, rejections = pipeline | "Candidates" >> to_candidates
             rejected_parts.append(rejections)
             class_names = candidates | "ClassNames" >> _SortedClassNames()  # pylint: disable=no-value-for-parameter
-            return candidates | "ToExample" >> beam.Map(_to_example, beam.pvalue.AsSingleton(class_names))
+            if input_format != "images":
+                return candidates | "ToExample" >> beam.Map(_to_example, beam.pvalue.AsSingleton(class_names))
+            # Class ids from the listed class folders, so every image streams from its file to the
+            # output without waiting for all of them (a side input of the decoded names would hold
+            # every image in memory first). Do() checks the names that decoded against these.
+            executor._listed_class_names = sorted(listed)
+            names = executor._class_names_override or executor._listed_class_names
+            _ = class_names | "WriteClassNames" >> beam.Map(_write_class_names, executor._class_names_path)
+            return candidates | "ToExample" >> beam.Map(_to_example, names)
 
         return ToExamples
 
@@ -319,6 +359,22 @@ class Executor(BaseExampleGenExecutor):
         )
         return splits
 
+    def _generate(self, input_dict, output_dict, exec_properties) -> None:
+        """One pass of the base executor: examples and rejected.jsonl written."""
+        self._rejected_parts: List[beam.pvalue.PCollection] = []
+        self._empty_class_folders: List[str] = []
+        self._listed_class_names: Optional[List[str]] = None
+        if tf.io.gfile.exists(self._class_names_path):
+            tf.io.gfile.remove(self._class_names_path)
+        super().Do(input_dict, output_dict, exec_properties)
+
+    def _decoded_class_names(self) -> Optional[List[str]]:
+        """The sorted class names of the images that decoded, for the images format; None otherwise."""
+        if self._listed_class_names is None or not tf.io.gfile.exists(self._class_names_path):
+            return None
+        with tf.io.gfile.GFile(self._class_names_path) as f:
+            return json.loads(f.read())
+
     def Do(
         self,
         input_dict: Dict[str, List[types.Artifact]],
@@ -328,9 +384,27 @@ class Executor(BaseExampleGenExecutor):
         """Writes the examples (base executor) and the rejected artifact with ``num_rejected``."""
         rejected_artifact = artifact_utils.get_single_instance(output_dict[REJECTED_KEY])
         self._rejected_dir = rejected_artifact.uri
-        self._rejected_parts: List[beam.pvalue.PCollection] = []
-        self._empty_class_folders: List[str] = []
-        super().Do(input_dict, output_dict, exec_properties)
+        # Hidden beside rejected.jsonl while the executor runs, removed before it returns.
+        self._class_names_path = posixpath.join(rejected_artifact.uri, ".decoded_class_names.json")
+        self._class_names_override: Optional[List[str]] = None
+        self._generate(input_dict, output_dict, exec_properties)
+        decoded = self._decoded_class_names()
+        if decoded and decoded != self._listed_class_names:
+            # A class folder none of whose files decoded is no class: the ids written are off.
+            logger.warning(
+                "ImageExampleGen: class folder(s) %s hold no decodable image: not classes; writing the examples again "
+                "with the ids of the %d classes that decoded",
+                ", ".join(sorted(set(self._listed_class_names) - set(decoded))), len(decoded),
+            )
+            for split_uri in (artifact_utils.get_split_uri(output_dict[EXAMPLES_KEY], split)
+                              for split in artifact_utils.decode_split_names(artifact_utils.get_single_instance(
+                                  output_dict[EXAMPLES_KEY]).split_names)):
+                if tf.io.gfile.exists(split_uri):
+                    tf.io.gfile.rmtree(split_uri)
+            self._class_names_override = decoded
+            self._generate(input_dict, output_dict, exec_properties)
+        if tf.io.gfile.exists(self._class_names_path):
+            tf.io.gfile.remove(self._class_names_path)
         rejected_artifact.set_json_value_custom_property(
             EMPTY_CLASS_FOLDERS_PROPERTY, sorted(self._empty_class_folders)
         )
