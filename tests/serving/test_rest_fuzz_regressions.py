@@ -1,0 +1,69 @@
+"""Regression tests for the server bugs the REST fuzz test (test_rest_fuzz.py) found, one per bug."""
+from __future__ import annotations
+
+import http.client as httplib
+import json
+import urllib.parse
+
+
+
+
+def _keep_alive_pair(url: str, first: tuple[str, str, bytes]) -> tuple[httplib.HTTPResponse, bytes, int]:
+    """Send `first` then a GET /healthz on ONE keep-alive connection, as clients do; returns the first
+    answer, its body, and the second answer's status (a client that honours `Connection: close`
+    reconnects first, as http.client does when `will_close` is set)."""
+    parsed = urllib.parse.urlsplit(url)
+    conn = httplib.HTTPConnection(parsed.hostname, parsed.port, timeout=30)
+    method, path, body = first
+    conn.request(method, path, body=body, headers={"Content-Type": "application/json"})
+    response = conn.getresponse()
+    payload = response.read()
+    if response.will_close:
+        conn.close()
+        conn = httplib.HTTPConnection(parsed.hostname, parsed.port, timeout=30)
+    conn.request("GET", "/healthz")
+    second = conn.getresponse()
+    second.read()
+    conn.close()
+    return response, payload, second.status
+
+
+def test_a_413_answer_closes_the_connection_it_cannot_reuse(main_server):
+    # The unread rest of a too-large body makes the connection unusable: the server closed it after
+    # answering but did not say so, and the client's next request on it failed with a broken pipe.
+    body = b'{"instances": ["' + b"a" * (2 * 1024 * 1024) + b'"]}'
+    response, payload, next_status = _keep_alive_pair(main_server.url, ("POST", "/v1/models/demo:predict", body))
+    assert response.status == 413 and json.loads(payload)["error"].startswith("Request body larger than")
+    assert response.getheader("Connection", "").lower() == "close"
+    assert next_status == 200
+
+
+def test_an_undecodable_deflate_body_closes_the_connection(main_server):
+    # aiohttp's parser cannot go on past a body it failed to inflate; the 400 answer must close the
+    # connection (it did for gzip, not for deflate, and the client's next request hit a dead socket).
+    parsed = urllib.parse.urlsplit(main_server.url)
+    conn = httplib.HTTPConnection(parsed.hostname, parsed.port, timeout=30)
+    conn.request("POST", "/v1/models/demo:predict", body=b"not deflate",
+                 headers={"Content-Type": "application/json", "Content-Encoding": "deflate"})
+    response = conn.getresponse()
+    payload = json.loads(response.read())
+    conn.close()
+    assert response.status == 400 and payload["error"].startswith("Malformed request body")
+    assert response.getheader("Connection", "").lower() == "close"
+
+
+def test_an_unread_bad_gzip_body_on_an_unrouted_path_closes_the_connection(main_server):
+    # A POST to a path that matches no API is answered without reading its body; aiohttp then fails
+    # to gunzip the body while draining it and dropped the connection without `Connection: close`.
+    response, payload, next_status = _keep_alive_pair(main_server.url, ("POST", "/v1/models/demo:predict/", b""))
+    assert response.status == 400  # (a plain body: the connection stays usable)
+    parsed = urllib.parse.urlsplit(main_server.url)
+    conn = httplib.HTTPConnection(parsed.hostname, parsed.port, timeout=30)
+    conn.request("POST", "/v1/models/demo:predict/", body=b"\x04]\xe3\n\x80",
+                 headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
+    response = conn.getresponse()
+    payload = json.loads(response.read())
+    conn.close()
+    assert response.status == 400 and payload["error"].startswith("Malformed request: POST")
+    assert response.getheader("Connection", "").lower() == "close"
+    assert next_status == 200
