@@ -44,6 +44,8 @@ def parse_json_body(body: bytes) -> dict[str, Any]:
             doc = json.loads(body)
         except (ValueError, UnicodeDecodeError):
             raise invalid_argument(f"JSON Parse error: {exc}") from None
+        except RecursionError:  # nested deeper than Python's stack (orjson stops at 1024 levels itself)
+            raise invalid_argument("JSON Parse error: the document is nested too deeply") from None
     if not isinstance(doc, dict):
         raise invalid_argument("JSON Parse error: The document root must be an object.")
     return doc

@@ -307,7 +307,7 @@ def test_10000_generated_requests_get_documented_answers_and_the_server_survives
     sent = {"requests": 0, "by_status": {}}
 
     @settings(max_examples=REQUESTS, deadline=None, database=None, derandomize=True,
-              phases=(Phase.generate, Phase.shrink), suppress_health_check=list(HealthCheck))
+              phases=(Phase.generate,), suppress_health_check=list(HealthCheck))
     @given(request=requests(document))
     def one_request(request: tuple[str, str, dict[str, str], bytes]) -> None:
         method, path, headers, body = request

@@ -67,3 +67,28 @@ def test_an_unread_bad_gzip_body_on_an_unrouted_path_closes_the_connection(main_
     assert response.status == 400 and payload["error"].startswith("Malformed request: POST")
     assert response.getheader("Connection", "").lower() == "close"
     assert next_status == 200
+
+
+def test_deeply_nested_json_with_a_non_finite_token_is_a_400_parse_error(main_server):
+    # orjson refuses > 1024 levels; the NaN fallback (Python's json) then raised RecursionError: a 500.
+    import pytest
+
+    from serving import codec
+    from serving.errors import ServingError
+
+    body = b'{"instances": ' + b'{"a":' * 5000 + b"NaN" + b"}" * 5000 + b"}"
+    with pytest.raises(ServingError, match="JSON Parse error") as raised:
+        codec.parse_json_body(body)
+    assert raised.value.http_status == 400
+    answer = http_post(main_server.url + "/v1/models/demo:predict", body)
+    assert answer[0] == 400 and json.loads(answer[1])["error"].startswith("JSON Parse error")
+
+
+def http_post(url: str, body: bytes) -> tuple[int, bytes]:
+    parsed = urllib.parse.urlsplit(url)
+    conn = httplib.HTTPConnection(parsed.hostname, parsed.port, timeout=30)
+    conn.request("POST", parsed.path, body=body, headers={"Content-Type": "application/json"})
+    response = conn.getresponse()
+    payload = response.read()
+    conn.close()
+    return response.status, payload
