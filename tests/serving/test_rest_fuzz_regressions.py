@@ -92,3 +92,25 @@ def http_post(url: str, body: bytes) -> tuple[int, bytes]:
     payload = response.read()
     conn.close()
     return response.status, payload
+
+
+def test_strings_nested_near_orjsons_limit_are_a_400_not_a_recursion_error():
+    # Found reading the code after the fuzz's RecursionError: orjson reads up to 1024 levels, but the
+    # string walk recursed past Python's stack, and orjson cannot print a value nested > 255 levels
+    # for an error message. Both were 500s.
+    import orjson
+    import pytest
+
+    from serving import codec
+    from serving.errors import ServingError
+    from serving.servable import TensorSpec
+
+    spec = TensorSpec(dtype=7, shape=(-1,))  # DT_STRING
+    deep_list = orjson.loads(b"[" * 1000 + b'"x"' + b"]" * 1000)
+    with pytest.raises(ServingError, match="nested too deeply") as raised:
+        codec.to_array(deep_list, spec, "image_bytes")
+    assert raised.value.http_status == 400
+    deep_object = orjson.loads(b'{"a":' * 600 + b"1" + b"}" * 600)
+    with pytest.raises(ServingError, match="not of expected type") as raised:
+        codec.to_array([deep_object], spec, "image_bytes")
+    assert raised.value.http_status == 400
