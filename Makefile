@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-$(shell sha256sum $(LOCK) pyproject.toml 2>/dev/nul
 AIRFLOW_LOCK  := requirements-airflow.lock
 AIRFLOW_STAMP := $(VENV)/.airflow-$(shell sha256sum $(AIRFLOW_LOCK) 2>/dev/null | sha256sum | cut -c1-16)
 
-.PHONY: install install-airflow postgres-deps run test test-fast test-deps bench bench-serving bench-warmup bench-deps bench-scale serve clean
+.PHONY: install install-airflow postgres-deps run test test-fast test-deps bench bench-serving bench-warmup bench-deps bench-scale soak serve clean
 
 install: $(STAMP)
 
@@ -77,6 +77,11 @@ bench-warmup: install
 # the embedded digits (built once under lenspipe-work/bench-scale/data); writes bench/results/scale.md.
 bench-scale: install
 	$(BIN)/python -m bench.scale_bench $(ARGS)
+
+# 10 minutes at 64 clients, a new version every 30 s, a rollback every 2 min (not in CI; the suite
+# runs 60 s of it): writes bench/results/soak.md.
+soak: install
+	$(BIN)/python -m bench.soak $(ARGS)
 
 # wrk (Debian) drives the serving benchmark; without it the bench falls back to a Python load
 # generator that competes with the server for CPU, and says so in its results.

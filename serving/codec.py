@@ -44,6 +44,8 @@ def parse_json_body(body: bytes) -> dict[str, Any]:
             doc = json.loads(body)
         except (ValueError, UnicodeDecodeError):
             raise invalid_argument(f"JSON Parse error: {exc}") from None
+        except RecursionError:  # nested deeper than Python's stack (orjson stops at 1024 levels itself)
+            raise invalid_argument("JSON Parse error: the document is nested too deeply") from None
     if not isinstance(doc, dict):
         raise invalid_argument("JSON Parse error: The document root must be an object.")
     return doc
@@ -116,7 +118,10 @@ def _string_leaf(value: Any, alias: str) -> bytes:
 
 
 def _short(value: Any) -> str:
-    text = orjson.dumps(value).decode() if not isinstance(value, (bytes, bytearray)) else repr(value)
+    try:
+        text = orjson.dumps(value).decode() if not isinstance(value, (bytes, bytearray)) else repr(value)
+    except TypeError:  # orjson.JSONEncodeError: nested deeper than orjson writes (255 levels)
+        text = f"<{type(value).__name__} nested too deeply to print>"
     return text if len(text) < 80 else text[:77] + "..."
 
 
@@ -128,7 +133,10 @@ def _strings(value: Any, alias: str) -> np.ndarray:
 
     def walk(v: Any) -> Any:
         return [walk(x) for x in v] if isinstance(v, list) else _string_leaf(v, alias)
-    leaves = walk(value)
+    try:
+        leaves = walk(value)
+    except RecursionError:  # orjson reads 1024 levels, deeper than Python's stack
+        raise invalid_argument(f"input {alias}: list nested too deeply") from None
     try:
         array = np.array(leaves, dtype=object)
         shape = np.shape(leaves)

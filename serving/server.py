@@ -4,7 +4,7 @@ Routing follows http_rest_api_util.cc: the two TF Serving regexes are matched ca
 the raw (still percent-encoded) path, then the model name and label are URL-decoded. Anything else
 under /v1/ is 400 "Malformed request"; OPTIONS under /v1/ is a CORS preflight as in http_server.cc.
 Beyond /v1/ (as KServe and BentoML do): /healthz (liveness), /readyz (readiness) and the Prometheus
-path when monitoring is enabled.
+path when monitoring is enabled. GET /v1/openapi.json is this API's OpenAPI description (serving/openapi.py).
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from aiohttp.web_protocol import RequestPayloadError
 from google.protobuf import json_format
 from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2
 
-from serving import codec
+from serving import codec, openapi
 from serving.core import ModelRef, ServingCore, observe_request
 from serving.errors import Code, ServingError, invalid_argument
 from serving.versions import VersionRecord
@@ -37,6 +37,27 @@ ORIGIN = re.compile(r"https?://")
 JSON = "application/json"
 CORS_HEADERS = {"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Methods": "POST, GET",
                 "Access-Control-Allow-Headers": "Content-Type"}
+
+
+def _closing_if_unread(request: web.BaseRequest, response: web.Response) -> web.Response:
+    """`response`, with `Connection: close` if the request's encoded body was left unread.
+
+    aiohttp drains an unread body before the next request on the connection and drops the connection
+    when it cannot decode it (bad gzip/deflate), so the answer must say the connection ends. Not on
+    the :predict path, which always reads its body.
+    """
+    if "Content-Encoding" in request.headers and not request.content.at_eof():
+        response.force_close()
+    return response
+
+
+def _lenspipe_version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("lenspipe")
+    except metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def status_response(records: list[VersionRecord]) -> get_model_status_pb2.GetModelStatusResponse:
@@ -126,6 +147,7 @@ class RestApi:
             if options.rest_api_timeout_in_ms > 0 else None
         self._cors = options.rest_api_enable_cors_support
         self._prometheus_path = options.prometheus_path
+        self._openapi = codec.dumps(openapi.openapi_document(options, _lenspipe_version()))
 
     def make_server(self) -> web.Server:
         """aiohttp's low-level server with `handle` for every request.
@@ -153,8 +175,11 @@ class RestApi:
         path = request.rel_url.raw_path
         if V1_PREFIX.match(path):
             if request.method == "OPTIONS":
-                return self._preflight(request)
+                return _closing_if_unread(request, self._preflight(request))
             return await self._v1(request, path)
+        return _closing_if_unread(request, self._beyond_v1(request, path))
+
+    def _beyond_v1(self, request: web.BaseRequest, path: str) -> web.Response:
         if request.method == "GET" and path == "/healthz":
             return self._json(200, b'{"status":"alive"}')
         if request.method == "GET" and path == "/readyz":
@@ -188,11 +213,16 @@ class RestApi:
                 try:
                     body = await request.read()
                 except web.HTTPRequestEntityTooLarge:
-                    return self._json(413, codec.dumps(
+                    response = self._json(413, codec.dumps(
                         {"error": f"Request body larger than {self.core.options.rest_api_max_body_bytes} bytes"}))
+                    response.force_close()  # the unread rest of the body makes the connection unusable: say so
+                    return response
                 except RequestPayloadError as exc:
-                    body = self._undecodable_body(request, exc)
-                    response = await self._predictionish(self._ref(name, version, label), method.lower(), body)
+                    try:
+                        body = self._undecodable_body(request, exc)
+                        response = await self._predictionish(self._ref(name, version, label), method.lower(), body)
+                    except ServingError as error:
+                        response = self._error(error)
                     response.force_close()  # the connection's HTTP parser is broken past the bad body
                     return response
                 ref = self._ref(name, version, label)
@@ -203,17 +233,19 @@ class RestApi:
                     raise invalid_argument("Missing model name in request.")
                 ref = self._ref(name, version, label)
                 if sub == "metadata":  # case-sensitive, as TF Serving compares the subresource
-                    return self._json(200, _metadata_json(metadata_response(self.core, ref)))
+                    return _closing_if_unread(request, self._json(200, _metadata_json(metadata_response(self.core, ref))))
                 records = self.core.manager.status(ref.name, ref.version, ref.label)
                 body = json_format.MessageToJson(status_response(records),
                                                  including_default_value_fields=True, indent=1)
-                return self._json(200, body.encode())
+                return _closing_if_unread(request, self._json(200, body.encode()))
+            if request.method == "GET" and path.lower() == openapi.OPENAPI_PATH:  # after the API routes: costs them nothing
+                return _closing_if_unread(request, self._json(200, self._openapi))
             raise invalid_argument(f"Malformed request: {request.method} {path}")
         except ServingError as error:
-            return self._error(error)
+            return _closing_if_unread(request, self._error(error))
         except Exception as exc:  # a bug must still answer in TF Serving's error shape
             log.exception("internal error on %s %s", request.method, path)
-            return self._error(ServingError(Code.INTERNAL, f"{type(exc).__name__}: {exc}"))
+            return _closing_if_unread(request, self._error(ServingError(Code.INTERNAL, f"{type(exc).__name__}: {exc}")))
 
     @staticmethod
     def _ref(name: str, version: str | None, label: str | None) -> ModelRef:
