@@ -145,14 +145,19 @@ def test_tasks_ran_on_their_queues_by_the_workers_serving_them(celery_deployment
     assert {queue for _, queue, *_ in ran.values()} == set(QUEUES)
 
 
-def upstream_closure(node) -> set[str]:
-    """Ids of every node ``node`` depends on, directly or through others."""
-    seen, stack = set(), list(node.upstream_nodes)
+def data_ancestors(nodes: dict, node_id: str) -> set[str]:
+    """Ids of the nodes whose outputs ``node_id`` consumes, directly or through others.
+
+    Only data edges (an input channel's producer): an ordering edge such as DataGate -> Transform
+    (add_upstream_node) passes no artifact, so MLMD's lineage does not show it.
+    """
+    seen, stack = set(), [node_id]
     while stack:
-        up = stack.pop()
-        if up.id not in seen:
-            seen.add(up.id)
-            stack.extend(up.upstream_nodes)
+        for channel in nodes[stack.pop()].inputs.values():
+            producer = getattr(channel, "producer_component_id", None)
+            if producer and producer not in seen:
+                seen.add(producer)
+                stack.append(producer)
     return seen
 
 
@@ -198,8 +203,8 @@ def test_mlmd_lineage_is_complete_from_examples_to_pushed_model(celery_deploymen
     by_id = {e.id: n for n, e in executions.items()}
     assert all(i in by_id for i in seen)  # the lineage stays inside this run
     ancestors = {by_id[i] for i in seen}
-    # Every node the pusher depends on in the pipeline wrote an artifact on the way to the pushed model.
-    assert ancestors == (upstream_closure(nodes[pusher]) - resolvers) | {pusher}
+    # Every node whose outputs flow into the pusher wrote an artifact on the way to the pushed model.
+    assert ancestors == (data_ancestors(nodes, pusher) - resolvers) | {pusher}
     assert any(isinstance(nodes[a], ImageExampleGen) for a in ancestors)  # back to the examples
     summary = report.read_run(mlmd(postgres, MLMD_DB), f"{DAG_ID}.{triggered_run}")
     assert summary.pushed is True and summary.pushed_version == "1"
