@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-$(shell sha256sum $(LOCK) pyproject.toml 2>/dev/nul
 AIRFLOW_LOCK  := requirements-airflow.lock
 AIRFLOW_STAMP := $(VENV)/.airflow-$(shell sha256sum $(AIRFLOW_LOCK) 2>/dev/null | sha256sum | cut -c1-16)
 
-.PHONY: install install-airflow postgres-deps run test test-fast test-deps bench bench-serving bench-warmup bench-deps bench-scale soak serve clean
+.PHONY: install install-airflow postgres-deps redis-deps run test test-fast test-deps bench bench-serving bench-warmup bench-deps bench-scale soak serve clean
 
 install: $(STAMP)
 
@@ -17,7 +17,11 @@ $(STAMP): $(LOCK) pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade "pip==24.3.1"
 	$(BIN)/python -m pip install --quiet --no-deps --ignore-requires-python -r $(LOCK)
 	$(BIN)/python -m pip install --quiet --no-deps --ignore-requires-python --no-build-isolation -e .
-	$(BIN)/python -m pip check
+	@# With Airflow already installed, this lock just put back a few versions Airflow's lock
+	@# overrides: pip check belongs to install-airflow, which must run again.
+	@if [ -x $(BIN)/airflow ]; then rm -f $(VENV)/.airflow-*; \
+	  echo "install: Airflow present; run make install-airflow (it re-pins and runs pip check)"; \
+	else $(BIN)/python -m pip check; fi
 	$(BIN)/python tools/check_requires_python.py
 	@rm -f $(VENV)/.installed-*
 	@touch $@
@@ -43,13 +47,23 @@ postgres-deps:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
 	  echo "postgres-deps: PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin; install Debian's postgresql (apt-get install postgresql)"; exit 1; }
 
+# The Celery test's broker: Debian's redis-server, started by the test on a free port (the package's
+# own service is not needed; where policy-rc.d forbids it, apt does not start it).
+redis-deps:
+	@command -v redis-server >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; \
+	  fi; }
+	@command -v redis-server >/dev/null || { \
+	  echo "redis-deps: redis-server not found; install Debian's redis-server (apt-get install redis-server)"; exit 1; }
+
 run: install
 	$(BIN)/lenspipe run $(ARGS)
 
 serve: install
 	$(BIN)/lenspipe serve --model_name lenspipe --model_base_path lenspipe-work/serving/lenspipe $(ARGS)
 
-test: install install-airflow postgres-deps test-deps
+test: install install-airflow postgres-deps redis-deps test-deps
 	$(BIN)/python -m pytest $(ARGS)
 
 # Debian's chromium (with its recommended fonts): the e2e test opens the HTML report in it, headless.

@@ -12,11 +12,13 @@ import difflib
 import json
 import os
 from pathlib import Path
-from typing import Any, Literal, Mapping, Optional
+from typing import Annotated, Any, Literal, Mapping, Optional
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator,
+)
 
 
 METADATA_SCHEMES = ("postgresql", "mysql")
@@ -233,6 +235,21 @@ class SkewConfig(_Section):
     min_images: int = Field(20, ge=1, description="Logged images a version needs before it is compared.")
 
 
+# A Celery queue name as `airflow celery worker --queues` takes it (a comma separates queues there).
+QUEUE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$"
+QueueName = Annotated[str, StringConstraints(pattern=QUEUE_PATTERN)]
+
+
+class AirflowConfig(_Section):
+    """Queues of the compiled Airflow DAG's tasks: CeleryExecutor workers each serve some (docs/orchestration.md)."""
+
+    data_queue: QueueName = Field("data", description="Queue of every task not sent elsewhere (data, evaluation, push).")
+    train_queue: QueueName = Field("train", description="Queue of the Tuner and Trainer tasks (e.g. the GPU workers).")
+    queues: dict[str, QueueName] = Field(
+        {}, description="Queue per component id, over the two above, e.g. {Evaluator: train}."
+    )
+
+
 class RuntimeConfig(_Section):
     """Pipeline name, work dir, caching, Beam and seeds."""
 
@@ -306,6 +323,7 @@ class LenspipeConfig(_Section):
     drift: DriftConfig = DriftConfig()
     skew: SkewConfig = SkewConfig()
     runtime: RuntimeConfig = RuntimeConfig()
+    airflow: AirflowConfig = AirflowConfig()
 
     @model_validator(mode="after")
     def _check_cross_fields(self) -> "LenspipeConfig":

@@ -238,7 +238,12 @@ def cmd_compile(args: argparse.Namespace) -> int:
     else:
         from pipeline.runners import airflow
 
-        path = airflow.compile_dag(cfg, str(_prepare_data(cfg)), Path(args.output))
+        from lenspipe.config import ConfigError
+
+        try:
+            path = airflow.compile_dag(cfg, str(_prepare_data(cfg)), Path(args.output))
+        except ConfigError as e:  # airflow.queues naming no component
+            raise SystemExit(f"lenspipe: {e}") from None
         schedule = cfg.runtime.schedule or "none (trigger it)"
         print(f"lenspipe: wrote Airflow DAG {path} (dag id {cfg.runtime.pipeline_name}, schedule {schedule})")
     return 0

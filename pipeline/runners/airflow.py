@@ -12,7 +12,7 @@ import pprint
 from pathlib import Path
 from typing import Any
 
-from lenspipe.config import LenspipeConfig
+from lenspipe.config import ConfigError, LenspipeConfig, suggest
 from pipeline.runners.common import RunPaths
 
 # A fixed past start with catchup off: a schedule starts with its latest interval, not a backfill.
@@ -60,11 +60,46 @@ def create_dag(config: dict[str, Any], data_root: str):
             # The legacy launcher Airflow uses needs a driver that prepares the `rejected` output too.
             component.driver_class = ImageExampleGenDriver
     dag_config = {"schedule": cfg.runtime.schedule, "start_date": START_DATE, "catchup": False}
-    return AirflowDagRunner(AirflowPipelineConfig(airflow_dag_config=dag_config)).run(pipeline)
+    dag = AirflowDagRunner(AirflowPipelineConfig(airflow_dag_config=dag_config)).run(pipeline)
+    for task_id, queue in task_queues(cfg, pipeline).items():
+        dag.get_task(task_id).queue = queue  # CeleryExecutor sends the task there; LocalExecutor ignores it
+    return dag
+
+
+def task_queues(cfg: LenspipeConfig, pipeline) -> dict[str, str]:
+    """The Airflow queue of each of ``pipeline``'s nodes, by node id (= task id).
+
+    Tuner and Trainer go to ``airflow.train_queue``, every other node to ``airflow.data_queue``;
+    ``airflow.queues`` overrides single nodes. An id there that names no node is a ConfigError.
+    """
+    from tfx import v1 as tfx
+
+    ids = [node.id for node in pipeline.components]
+    unknown = sorted(set(cfg.airflow.queues) - set(ids))
+    if unknown:
+        raise ConfigError(
+            f"airflow.queues: no component {unknown[0]!r} in the pipeline{suggest(unknown[0], ids)}; "
+            f"its components are {', '.join(ids)}"
+        )
+    train = (tfx.components.Tuner, tfx.components.Trainer)
+    return {
+        node.id: cfg.airflow.queues.get(
+            node.id, cfg.airflow.train_queue if isinstance(node, train) else cfg.airflow.data_queue
+        )
+        for node in pipeline.components
+    }
+
+
+def check_queues(cfg: LenspipeConfig, data_root: str) -> dict[str, str]:
+    """``task_queues`` of the pipeline ``cfg`` builds: what `lenspipe compile` checks before writing the DAG."""
+    from pipeline.runners.common import build_pipeline
+
+    return task_queues(cfg, build_pipeline(cfg, data_root, metadata=False))
 
 
 def compile_dag(cfg: LenspipeConfig, data_root: str, output_dir: Path) -> Path:
     """Write ``<output_dir>/<pipeline_name>_dag.py`` (temp file + rename); returns its path."""
+    check_queues(cfg, data_root)  # a misspelt component in airflow.queues fails here, not in the scheduler
     output_dir = Path(output_dir).expanduser().resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
     path = output_dir / f"{cfg.runtime.pipeline_name}_dag.py"

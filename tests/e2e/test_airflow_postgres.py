@@ -58,16 +58,20 @@ RUN_TIMEOUT_S = 1500
 class Airflow:
     """`airflow` commands against one AIRFLOW_HOME, and the scheduler as a child process group."""
 
-    def __init__(self, home: Path, dags: Path, cluster: pg.Cluster):
+    def __init__(
+        self, home: Path, dags: Path, cluster: pg.Cluster, *, database: str = "airflow",
+        executor: str = "LocalExecutor", extra_env: dict[str, str] | None = None,
+    ):
         self.home = home
         self.cluster = cluster
+        self.database = database
         self.bin = str(Path(sys.executable).parent / "airflow")
         repo = str(Path(__file__).parents[2])
         self.env = dict(
             os.environ,
             AIRFLOW_HOME=str(home),
-            AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=cluster.sqlalchemy_url("airflow"),
-            AIRFLOW__CORE__EXECUTOR="LocalExecutor",
+            AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=cluster.sqlalchemy_url(database),
+            AIRFLOW__CORE__EXECUTOR=executor,
             AIRFLOW__CORE__DAGS_FOLDER=str(dags),
             AIRFLOW__CORE__LOAD_EXAMPLES="False",
             AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="False",
@@ -82,40 +86,59 @@ class Airflow:
             TF_CPP_MIN_LOG_LEVEL="3",
             AIRFLOW__CORE__LAZY_LOAD_PLUGINS="False",
             AIRFLOW__CORE__PLUGINS_FOLDER=str(home / "plugins"),
+            **(extra_env or {}),
         )
         (home / "plugins").mkdir(exist_ok=True)
         # As docs/orchestration.md advises: tasks fork with TFX imported (~1 s each, not ~15 s).
         (home / "plugins" / "lenspipe_preload.py").write_text(
             "from pipeline.runners.airflow_preload import LenspipePreload  # noqa: F401\n"
         )
-        self.scheduler = None
+        self.processes: dict[str, subprocess.Popen] = {}  # long-running `airflow ...` commands by name
+
+    @property
+    def scheduler(self) -> subprocess.Popen | None:
+        return self.processes.get("scheduler")
 
     def run(self, *args: str) -> subprocess.CompletedProcess:
-        result = subprocess.run([self.bin, *args], env=self.env, capture_output=True, text=True, timeout=900)
+        """A one-shot command (`db migrate`, `dags trigger`): it forks no task, so no TFX preload either."""
+        env = dict(self.env, AIRFLOW__CORE__LAZY_LOAD_PLUGINS="True")
+        result = subprocess.run([self.bin, *args], env=env, capture_output=True, text=True, timeout=900)
         assert result.returncode == 0, f"airflow {' '.join(args)}: {result.stderr[-3000:]}"
         return result
 
-    def start_scheduler(self) -> None:
-        log = open(self.home / "scheduler.out", "w")
-        self.scheduler = subprocess.Popen(
-            [self.bin, "scheduler"], env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    def start(self, name: str, *args: str) -> None:
+        """Start `airflow <args>` in its own process group, output in <home>/<name>.out."""
+        log = open(self.home / f"{name}.out", "w")
+        self.processes[name] = subprocess.Popen(
+            [self.bin, *args], env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
 
-    def stop_scheduler(self) -> None:
-        if self.scheduler is None or self.scheduler.poll() is not None:
-            return
-        os.killpg(self.scheduler.pid, signal.SIGTERM)
-        try:
-            self.scheduler.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.scheduler.pid, signal.SIGKILL)
-            self.scheduler.wait()
+    def start_scheduler(self) -> None:
+        self.start("scheduler", "scheduler")
+
+    def stop_all(self) -> None:
+        """SIGTERM every started process group (SIGKILL after 60 s), the scheduler last."""
+        for name in sorted(self.processes, key=lambda n: n == "scheduler"):
+            process = self.processes[name]
+            if process.poll() is not None:
+                continue
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+    def assert_running(self) -> None:
+        for name, process in self.processes.items():
+            assert process.poll() is None, f"airflow {name} exited: " + self.log_of(name)
 
     def query(self, sql: str, *params) -> list[tuple]:
         import psycopg2
 
         with psycopg2.connect(
-            host="127.0.0.1", port=self.cluster.port, user=pg.USER, password=pg.PASSWORD, dbname="airflow"
+            host="127.0.0.1", port=self.cluster.port, user=pg.USER, password=pg.PASSWORD, dbname=self.database
         ) as conn, conn.cursor() as cur:
             cur.execute(sql, params)
             return cur.fetchall()
@@ -124,7 +147,7 @@ class Airflow:
         """(run_id, final state) of the first run of ``run_type`` not in ``known``."""
         deadline = time.monotonic() + RUN_TIMEOUT_S
         while time.monotonic() < deadline:
-            assert self.scheduler.poll() is None, "scheduler exited: " + self.scheduler_log()
+            self.assert_running()
             rows = self.query("SELECT run_id, state FROM dag_run WHERE dag_id=%s AND run_type=%s", DAG_ID, run_type)
             for run_id, state in rows:
                 if run_id not in known and state in ("success", "failed"):
@@ -145,8 +168,11 @@ class Airflow:
                         out.append(f"--- {task} ({state}) {path}\n{path.read_text()[-4000:]}")
         return "\n".join(out)
 
+    def log_of(self, name: str) -> str:
+        return (self.home / f"{name}.out").read_text()[-3000:]
+
     def scheduler_log(self) -> str:
-        return (self.home / "scheduler.out").read_text()[-3000:]
+        return self.log_of("scheduler")
 
 
 @pytest.fixture(scope="module")
@@ -171,7 +197,7 @@ def deployment(tmp_path_factory, postgres):
     try:
         yield airflow, data, work
     finally:
-        airflow.stop_scheduler()
+        airflow.stop_all()
 
 
 @pytest.fixture(scope="module")
@@ -192,12 +218,12 @@ def second_run(deployment, first_run):
     return run_id
 
 
-def mlmd(cluster: pg.Cluster):
+def mlmd(cluster: pg.Cluster, database: str = "mlmd_airflow"):
     from lenspipe.config import load_config
     from pipeline.runners import common
 
     os.environ.setdefault("LENSPIPE_METADATA_PASSWORD", pg.PASSWORD)
-    cfg = load_config(None, {"runtime.metadata": cluster.url("mlmd_airflow")})
+    cfg = load_config(None, {"runtime.metadata": cluster.url(database)})
     return common.metadata_connection(cfg)
 
 

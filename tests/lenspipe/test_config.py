@@ -34,6 +34,8 @@ def test_file_then_overrides(tmp_path):
         ({"trainer.epochz": "3"}, "trainer.epochz"),
         ({"pusher.model_name": "../escape"}, "pusher.model_name"),
         ({"data.span_pattern": "span-x"}, "data.span_pattern"),
+        ({"airflow.train_queue": "gpu,cpu"}, "airflow.train_queue"),
+        ({"airflow.queues.Trainer": ""}, "airflow.queues.Trainer"),
     ],
 )
 def test_bad_values_fail_naming_the_field(overrides, field):
@@ -80,3 +82,11 @@ def test_tflite_section_defaults_overrides_and_bounds():
 
 def test_backbone_weights_none_stays_the_word():
     assert load_config(None, {"trainer.backbone_weights": "none"}).trainer.backbone_weights == "none"
+
+
+def test_airflow_queues_default_and_override_per_component():
+    cfg = load_config()
+    assert (cfg.airflow.data_queue, cfg.airflow.train_queue, cfg.airflow.queues) == ("data", "train", {})
+    cfg = load_config(None, {"airflow.train_queue": "gpu", "airflow.queues.Evaluator": "gpu"})
+    assert cfg.airflow.train_queue == "gpu" and cfg.airflow.queues == {"Evaluator": "gpu"}
+    assert load_config(None, {"airflow.queues": "{Tuner: cpu}"}).airflow.queues == {"Tuner": "cpu"}

@@ -31,6 +31,7 @@ if dag is not None:
         driver=gen["component"].driver_class.__name__,
         metadata_password=gen["metadata_connection_config"].postgresql.password,
         beam_args=gen["beam_pipeline_args"],
+        queues={t.task_id: t.queue for t in dag.tasks},
     )
 print(json.dumps(out))
 """
@@ -45,6 +46,7 @@ def compiled(tmp_path_factory):
         "--work-dir", str(root / "work"), "--set", "data.embedded_per_class=3",
         "--set", "runtime.metadata=postgresql://lenspipe@db.internal:5432/mlmd",
         "--beam-arg", "--temp_location=/beam/tmp",
+        "--airflow.train_queue", "gpu", "--set", "airflow.queues.Evaluator=gpu",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     env = dict(
@@ -96,3 +98,31 @@ def test_manual_schedule_by_default(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "schedule none (trigger it)" in result.stdout
     assert "'schedule': None" in (tmp_path / "dags" / "lenspipe_dag.py").read_text()
+
+
+def test_each_task_has_its_configured_queue(compiled):
+    from tfx import v1 as tfx
+
+    from pipeline.runners.common import build_pipeline
+
+    root, _, bag = compiled
+    pipeline = build_pipeline(load_config(None, {"runtime.work_dir": str(root / "work")}), str(root / "data"))
+    training = (tfx.components.Tuner, tfx.components.Trainer)
+    # --airflow.train_queue gpu moves Tuner and Trainer, airflow.queues.Evaluator=gpu one more task.
+    expected = {
+        c.id: "gpu" if isinstance(c, training) or c.id == "Evaluator" else "data" for c in pipeline.components
+    }
+    assert sum(q == "gpu" for q in expected.values()) == 3
+    assert bag["queues"] == expected
+
+
+def test_a_queue_for_a_missing_component_fails_at_compile(tmp_path):
+    result = lenspipe(
+        "compile", "--target", "airflow", "--output", str(tmp_path / "dags"), "--work-dir", str(tmp_path / "w"),
+        "--set", "data.embedded_per_class=2", "--set", "airflow.queues.Trainr=gpu",
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    line = result.stderr.strip().splitlines()[-1]  # after the embedded dataset's progress lines
+    assert line.startswith("lenspipe: airflow.queues: no component 'Trainr' in the pipeline (did you mean Trainer?)")
+    assert not (tmp_path / "dags").exists()  # nothing written
