@@ -40,7 +40,7 @@ def make_images(seed: int = 0) -> list[tuple[bytes, str, np.ndarray]]:
     return out
 
 
-def analyze(images, out_dir: Path, channels: int = 3, size: int = IMAGE_SIZE):
+def analyze(images, out_dir: Path, channels: int = 3, size: int = IMAGE_SIZE, batch_size=None):
     """Run tf.Transform (AnalyzeAndTransformDataset, in memory) over ``images``.
 
     Returns (transformed rows, transform output directory).
@@ -61,7 +61,7 @@ def analyze(images, out_dir: Path, channels: int = 3, size: int = IMAGE_SIZE):
         preprocessing_fn,
         custom_config={"image": {"height": size, "width": size, "channels": channels}},
     )
-    with tft_beam.Context(temp_dir=str(out_dir / "tmp"), force_tf_compat_v1=False):
+    with tft_beam.Context(temp_dir=str(out_dir / "tmp"), force_tf_compat_v1=False, desired_batch_size=batch_size):
         (transformed, _), transform_fn = (rows, metadata) | tft_beam.AnalyzeAndTransformDataset(
             fn, output_record_batches=False
         )

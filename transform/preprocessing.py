@@ -137,9 +137,15 @@ def preprocessing_fn(inputs: Mapping[str, Any], custom_config: Mapping[str, Any]
     height, width, channels = image.height, image.width, image.channels
 
     images = decode_and_resize(_dense(inputs[features.IMAGE_KEY], b""), height, width, channels)
-    pixels = tf.reshape(images, [-1, channels])  # full-pass statistics per channel
-    mean = tft.mean(pixels, reduce_instance_dims=False, name="channel_mean")
-    std = tf.sqrt(tft.var(pixels, reduce_instance_dims=False, name="channel_var"))
+    # Full-pass statistics per channel, summed in float64: Beam sizes its batches by measured
+    # time, so the order of the partial sums changes from run to run, and in float32 the mean
+    # and variance then differed in their last bits (0.10180192 vs 0.10180193 on two runs of
+    # the digits), enough to change the trained weights. In float64 the rounding to float32
+    # absorbs it.
+    pixels = tf.cast(tf.reshape(images, [-1, channels]), tf.float64)
+    mean = tf.cast(tft.mean(pixels, reduce_instance_dims=False, name="channel_mean"), tf.float32)
+    var = tft.var(pixels, reduce_instance_dims=False, name="channel_var")
+    std = tf.cast(tf.sqrt(var), tf.float32)
     normalized = (images - mean) / tf.maximum(std, _MIN_STD)
 
     label_ids = sorted_class_ids(_dense(inputs[features.LABEL_NAME_KEY], b""))
