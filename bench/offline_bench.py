@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 from bench.serving_bench import latest_version, machine_facts, write_images
+from bench import results_file
 
 DEFAULT_BASE = "lenspipe-work/serving/lenspipe"
 BATCH = 32
@@ -137,11 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         "|---|---:|---:|---:|---:|---:|---:|", *table, "",
         "The machine is shared: other test suites may have been running; see the load average above.", "",
     ]
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = out.with_suffix(out.suffix + ".tmp")
-    tmp_out.write_text("\n".join(lines))
-    tmp_out.replace(out)
+    out = results_file.write(args.out, "\n".join(lines))
     print(f"wrote {out}")
     return 0 if all(code == 0 for *_, code in rows) else 1
 

@@ -28,9 +28,9 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from pipeline import report
+from bench import results_file
 
 ACCURACY_TARGET = 0.99
 COLD_TARGET_SECONDS = 120.0
@@ -181,11 +181,7 @@ def main(argv: list[str] | None = None) -> int:
             f"- op determinism costs {cold.seconds - loose.seconds:+.1f} s on the cold run "
             f"({cold.seconds:.1f} s on, {loose.seconds:.1f} s off)"
         )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = out.with_suffix(out.suffix + ".tmp")
-    tmp_out.write_text("\n".join(lines) + "\n")
-    tmp_out.replace(out)
+    out = results_file.write(args.out, "\n".join(lines) + "\n")
     print(f"wrote {out}")
     return 0 if all(r.code == 0 for r in runs) else 1
 

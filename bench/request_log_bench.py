@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from bench.serving_bench import machine_facts
+from bench import results_file
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,11 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     command = " ".join(["python -m bench.request_log_bench", *(argv if argv is not None else sys.argv[1:])])
     facts.append(f"load average at end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     lines += ["", "Command:", "", f"    {command}", "", "Machine:", "", *[f"- {f}" for f in facts], ""]
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = output.with_name(output.name + ".tmp")
-    tmp_out.write_text("\n".join(lines))
-    tmp_out.rename(output)
+    results_file.write(args.output, "\n".join(lines))
     print("\n".join(lines))
     return 0
 

@@ -33,6 +33,8 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
+from bench import results_file
+
 TARGET_NODE = "Trainer"
 # One child process per step; the nodes between two steps (SchemaGen, ExampleValidator, DataGate)
 # execute in the next step's child. Their ids are checked against the pipeline.
@@ -289,19 +291,14 @@ def main(argv: Optional[list[str]] = None) -> int:
         result["command"] = command.strip()
         failed |= "failed" in result
         path = results_dir / f"x{factor}.json"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(result, indent=1))
-        tmp.replace(path)
+        results_file.write(path, json.dumps(result, indent=1))
         results = [json.loads(p.read_text()) for p in sorted(results_dir.glob("x*.json"))]
         commands = sorted({r.get("command", "?") for r in results})
         out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp_out = out.with_suffix(out.suffix + ".tmp")
         notes = ""
         if out.exists() and NOTES_MARKER in out.read_text():
             notes = NOTES_MARKER + out.read_text().split(NOTES_MARKER, 1)[1]
-        tmp_out.write_text(render(results, "`, `".join(commands)) + notes)
-        tmp_out.replace(out)
+        results_file.write(out, render(results, "`, `".join(commands)) + notes)
         print(f"wrote {out}", flush=True)
     return 1 if failed else 0
 

@@ -30,6 +30,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from bench import results_file
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_BASE = "lenspipe-work/serving/lenspipe"
 # What TF Serving's batching guide suggests for CPU serving, measured on this 2-core machine:
@@ -410,11 +412,7 @@ def main(argv: list[str] | None = None) -> int:
     facts.append(f"load average at end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     report = render(results, levels, command, facts, args.model_name, args.seconds, args.batching, args.rounds,
                     generator, logging_rows)
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = output.with_name(output.name + ".tmp")
-    tmp_out.write_text(report)
-    tmp_out.rename(output)
+    results_file.write(args.output, report)
     print(report)
     return 0
 

@@ -31,6 +31,8 @@ import time
 from array import array
 from pathlib import Path
 
+from bench import results_file
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_PUSH = REPO / "lenspipe-work" / "serving" / "lenspipe"
 BATCHING = ("max_batch_size { value: 64 } batch_timeout_micros { value: 0 } "
@@ -525,11 +527,7 @@ def main(argv: list[str] | None = None) -> int:
     note = ("Load generator: the soak driver's own asyncio HTTP/1.1 keep-alive clients (bench/soak.py, one Python "
             "process on the same 2 cores as the server; wrk cannot check each answer's body or time the swaps).")
     report = render(result, command, model, note, machine)
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = output.with_name(output.name + ".tmp")
-    tmp_out.write_text(report)
-    tmp_out.rename(output)
+    results_file.write(args.output, report)
     print(report)
     return 0 if result.failed == 0 and result.server_alive else 1
 

@@ -44,17 +44,7 @@ SIZE_BUCKETS = ((32, "small"), (224, "medium"), (float("inf"), "large"))
 
 # Features that describe the file rather than its content: StatisticsGen skips the
 # encoded bytes (their stats are noise) and keeps the rest.
-STATS_FEATURES = (
-    LABEL_NAME_KEY,
-    CLASS_INDEX_KEY,
-    HEIGHT_KEY,
-    WIDTH_KEY,
-    CHANNELS_KEY,
-    FORMAT_KEY,
-    BRIGHTNESS_KEY,
-    BRIGHTNESS_BUCKET_KEY,
-    SIZE_BUCKET_KEY,
-)
+STATS_FEATURES = (LABEL_NAME_KEY, CLASS_INDEX_KEY, *IMAGE_PROPERTY_FEATURES)
 
 # Name of the Transform's vocabulary asset: the class names of the train split, sorted;
 # a class id is a line number in it.
