@@ -1,7 +1,7 @@
 """create_pipeline: the one pure pipeline factory.
 
 It takes every path, threshold and module reference as an argument and returns a
-``tfx.dsl.Pipeline``; it reads no environment and no files. Runners
+``tfx.orchestration.pipeline.Pipeline``; it reads no environment and no files. Runners
 (pipeline/runners/) supply paths, the metadata connection and Beam arguments.
 """
 
@@ -12,7 +12,16 @@ from typing import Any, Mapping, Optional, Sequence
 import tensorflow_model_analysis as tfma
 from tensorflow_data_validation.statistics import stats_options as tfdv_options
 from tensorflow_metadata.proto.v0 import schema_pb2
-from tfx import v1 as tfx
+# Not ``from tfx import v1``: that imports the Vertex AI SDK through tfx.v1.extensions, about
+# 4.5 CPU s in every process that builds the pipeline (each `lenspipe run`, each Airflow task).
+from tfx.components import BulkInferrer, ExampleValidator, SchemaGen, StatisticsGen, Trainer, Transform, Tuner
+from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
+from tfx.dsl.components.common.resolver import Resolver
+from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import LatestBlessedModelStrategy
+from tfx.orchestration.pipeline import Pipeline
+from tfx.proto import bulk_inferrer_pb2, pusher_pb2, trainer_pb2
+from tfx.types import standard_artifacts
+from tfx.types.channel import Channel
 
 from components.baseline import CANDIDATE_KEY, MODEL_BLESSING_KEY, MODEL_KEY, PreviousBlessedModelStrategy
 from components.classical_baseline import ClassicalBaseline
@@ -130,13 +139,13 @@ def batch_inference(inference_root: str, model: Any, blessing: Any, code_version
         input_format="unlabeled",
         code_version=code_version,
     ).with_id("InferenceExampleGen")
-    bulk_inferrer = tfx.components.BulkInferrer(
+    bulk_inferrer = BulkInferrer(
         examples=images.outputs["examples"],
         model=model,
         model_blessing=blessing,
-        data_spec=tfx.proto.DataSpec(example_splits=[INFERENCE_SPLIT]),
+        data_spec=bulk_inferrer_pb2.DataSpec(example_splits=[INFERENCE_SPLIT]),
         # classify, not predict: tfx_bsl cannot log the predict signature's rank-1 string output (label).
-        model_spec=tfx.proto.ModelSpec(model_signature_name=[CLASSIFICATION_SIGNATURE]),
+        model_spec=bulk_inferrer_pb2.ModelSpec(model_signature_name=[CLASSIFICATION_SIGNATURE]),
     )
     writer = PredictionsWriter(inference_result=bulk_inferrer.outputs["inference_result"])
     return [images, bulk_inferrer, writer]
@@ -150,11 +159,11 @@ def serving_span_statistics(cfg: LenspipeConfig, statistics: Any, baseline: str)
     """
     if baseline != "previous" or not cfg.drift.enabled:
         return [], {}
-    resolver = tfx.dsl.Resolver(
+    resolver = Resolver(
         strategy_class=lineage.ServingSpanStatisticsStrategy,
         **{
-            lineage.PUSHED_MODEL_KEY: tfx.dsl.Channel(type=tfx.types.standard_artifacts.PushedModel),
-            lineage.STATISTICS_KEY: tfx.dsl.Channel(type=tfx.types.standard_artifacts.ExampleStatistics),
+            lineage.PUSHED_MODEL_KEY: Channel(type=standard_artifacts.PushedModel),
+            lineage.STATISTICS_KEY: Channel(type=standard_artifacts.ExampleStatistics),
             lineage.CURRENT_KEY: statistics,
         },
     ).with_id("drift_resolver")
@@ -174,7 +183,7 @@ def create_pipeline(
     beam_pipeline_args: Optional[Sequence[str]] = None,
     code_versions: Optional[Mapping[str, str]] = None,
     baseline: str = "previous",
-) -> tfx.dsl.Pipeline:
+) -> Pipeline:
     """Build the lenspipe pipeline.
 
     ``data_root`` holds the images (or TFRecords); ``serving_model_dir`` is the model
@@ -194,13 +203,13 @@ def create_pipeline(
         code_version=code.get("example_gen", ""),
     )
     examples = example_gen.outputs["examples"]
-    statistics_gen = tfx.components.StatisticsGen(examples=examples, stats_options=stats_options())
+    statistics_gen = StatisticsGen(examples=examples, stats_options=stats_options())
     if cfg.data.schema_file:
-        schema_gen = tfx.components.ImportSchemaGen(schema_file=cfg.data.schema_file)
+        schema_gen = ImportSchemaGen(schema_file=cfg.data.schema_file)
     else:
-        schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
+        schema_gen = SchemaGen(statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
     schema = schema_gen.outputs["schema"]
-    example_validator = tfx.components.ExampleValidator(statistics=statistics_gen.outputs["statistics"], schema=schema)
+    example_validator = ExampleValidator(statistics=statistics_gen.outputs["statistics"], schema=schema)
     drift_nodes, drift_inputs = serving_span_statistics(cfg, statistics_gen.outputs["statistics"], baseline)
     data_gate = DataGate(
         anomalies=example_validator.outputs["anomalies"],
@@ -213,7 +222,7 @@ def create_pipeline(
         **drift_inputs,
     )
 
-    transform = tfx.components.Transform(
+    transform = Transform(
         examples=examples,
         schema=schema,
         preprocessing_fn=PREPROCESSING_FN,
@@ -236,29 +245,29 @@ def create_pipeline(
         examples=examples,
         transform_graph=transform.outputs["transform_graph"],
         schema=schema,
-        train_args=tfx.proto.TrainArgs(splits=["train"]),
-        eval_args=tfx.proto.EvalArgs(splits=["eval"]),
+        train_args=trainer_pb2.TrainArgs(splits=["train"]),
+        eval_args=trainer_pb2.EvalArgs(splits=["eval"]),
         custom_config=model_config,
     )
     components: list[Any] = [example_gen, statistics_gen, schema_gen, example_validator, *drift_nodes, data_gate, transform]
     hyperparameters = None
     if cfg.tuner.enabled:
-        tuner = tfx.components.Tuner(tuner_fn=TUNER_FN, **training_inputs)
+        tuner = Tuner(tuner_fn=TUNER_FN, **training_inputs)
         components.append(tuner)
         hyperparameters = tuner.outputs["best_hyperparameters"]
-    trainer = tfx.components.Trainer(run_fn=RUN_FN, hyperparameters=hyperparameters, **training_inputs)
+    trainer = Trainer(run_fn=RUN_FN, hyperparameters=hyperparameters, **training_inputs)
     baseline_channels = {
-        MODEL_KEY: tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        MODEL_BLESSING_KEY: tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+        MODEL_KEY: Channel(type=standard_artifacts.Model),
+        MODEL_BLESSING_KEY: Channel(type=standard_artifacts.ModelBlessing),
     }
     if baseline == "previous":
         strategy = PreviousBlessedModelStrategy
         baseline_channels[CANDIDATE_KEY] = trainer.outputs["model"]
     elif baseline == "latest":
-        strategy = tfx.dsl.experimental.LatestBlessedModelStrategy
+        strategy = LatestBlessedModelStrategy
     else:
         raise ValueError(f"baseline must be 'previous' or 'latest', got {baseline!r}")
-    baseline_resolver = tfx.dsl.Resolver(strategy_class=strategy, **baseline_channels).with_id("baseline_resolver")
+    baseline_resolver = Resolver(strategy_class=strategy, **baseline_channels).with_id("baseline_resolver")
     classical = None
     if cfg.classical.enabled:
         classical = ClassicalBaseline(
@@ -310,8 +319,8 @@ def create_pipeline(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],  # always wired: Cond is ignored under Airflow
         infra_blessing=serving_check.outputs["infra_blessing"] if serving_check else None,
-        push_destination=tfx.proto.PushDestination(
-            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)
+        push_destination=pusher_pb2.PushDestination(
+            filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=serving_model_dir)
         ),
         custom_config={
             "allow_class_change": cfg.pusher.allow_class_change,
@@ -338,7 +347,7 @@ def create_pipeline(
             max_misclassified=cfg.explainer.max_misclassified,
             code_version=code.get("explainer", ""),
         ))
-    return tfx.dsl.Pipeline(
+    return Pipeline(
         pipeline_name=cfg.runtime.pipeline_name,
         pipeline_root=pipeline_root,
         components=components,
