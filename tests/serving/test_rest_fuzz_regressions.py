@@ -87,6 +87,7 @@ def test_gzip_bodies_are_gunzipped_within_the_body_limit_and_bad_ones_keep_the_c
     # it (an empty document); the connection stays usable. A small gzip body that inflates beyond
     # --rest_api_max_body_bytes (1 MiB here) is a 413, as an uncompressed one that large is.
     import gzip
+    import random
 
     valid = json.dumps({"instances": [{"b64": "YWJj"}]}).encode()
     answers = _on_one_connection(main_server.url, [
@@ -108,6 +109,14 @@ def test_gzip_bodies_are_gunzipped_within_the_body_limit_and_bad_ones_keep_the_c
     status, _, body = http_post(main_server.url + "/v1/models/demo:predict", gzip.compress(exact),
                                 {"Content-Encoding": "gzip"})
     assert status != 413, body  # exactly the limit is allowed
+    # A gzip body too large to inflate on the event loop is inflated on a worker thread, the same way.
+    from serving.server import GUNZIP_IN_THREAD_BYTES
+
+    text = random.Random(14).randbytes(300_000).hex()
+    large = gzip.compress(json.dumps({"signature_name": "echo", "instances": [text]}).encode())
+    assert GUNZIP_IN_THREAD_BYTES < len(large) < 1024 * 1024
+    status, _, body = http_post(main_server.url + "/v1/models/demo:predict", large, {"Content-Encoding": "gzip"})
+    assert status == 200 and json.loads(body)["predictions"][0]["length"] == len(text), body[:200]
 
 
 def test_gunzip_of_a_gzip_bomb_stops_at_the_limit():
