@@ -2,7 +2,8 @@
 
 On a shared machine two benchmark runs minutes apart see different load; here both servers run side by
 side and are measured alternately (A B, B A, ...) with the same requests, so other jobs' load hits both
-alike. Prints one line per measurement and the medians as JSON.
+alike. Prints one line per measurement and the medians as JSON, with each server's CPU time per request
+(all its threads, from /proc: less disturbed by other jobs than throughput is).
 Run: python -m bench.serving_ab --a /tmp/before --b . --model_base_path DIR [--concurrency 32]
 (`git worktree add /tmp/before <rev>` or `git archive <rev> | tar -x -C /tmp/before` makes tree A).
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -18,6 +20,12 @@ from pathlib import Path
 
 from bench.serving_bench import (BATCHING, WARMUP_SECONDS, _env, _free_port, _stop, _wait_ready, _wrk, write_bodies,
                                  write_images)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process `pid` so far, all threads (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,14 +64,17 @@ def main(argv: list[str] | None = None) -> int:
                     for name in (["A", "B"] if r % 2 == 0 else ["B", "A"]):
                         url = f"http://127.0.0.1:{ports[name]}/v1/models/{args.model_name}:predict"
                         _wrk(url, c, WARMUP_SECONDS, bodies)
+                        cpu = _cpu_seconds(processes[name].pid)
                         point = _wrk(url, c, args.seconds, bodies)
+                        point["cpu_us_per_request"] = round(
+                            (_cpu_seconds(processes[name].pid) - cpu) / max(point["requests"], 1) * 1e6, 1)
                         results[name][c].append(point)
                         print(json.dumps({"round": r + 1, "tree": name, **point}), flush=True)
         finally:
             for process in processes.values():
                 _stop(process)
     summary = {name: {c: {key: statistics.median(point[key] for point in points)
-                          for key in ("images_per_s", "p50_ms", "p99_ms")}
+                          for key in ("images_per_s", "p50_ms", "p99_ms", "cpu_us_per_request")}
                       for c, points in per_level.items()} for name, per_level in results.items()}
     print(json.dumps({"median": summary, "trees": {k: str(v) for k, v in trees.items()}}))
     return 0

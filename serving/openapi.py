@@ -35,7 +35,8 @@ _STATUS_TEXT = {
     "400": "INVALID_ARGUMENT, FAILED_PRECONDITION or OUT_OF_RANGE: a malformed body, a bad value or shape, "
            "an unknown signature or label, a version number too large",
     "404": "NOT_FOUND: no such model, or the version is not AVAILABLE",
-    "413": "The body is larger than --rest_api_max_body_bytes (lenspipe addition)",
+    "413": "The body, gunzipped if its Content-Encoding names gzip, is larger than --rest_api_max_body_bytes "
+           "(lenspipe addition)",
     "429": "RESOURCE_EXHAUSTED from the model",
     "500": "INTERNAL / UNKNOWN / DATA_LOSS from the model, or a signature whose method_name fails "
            "--enable_signature_method_name_check",

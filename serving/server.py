@@ -5,6 +5,8 @@ the raw (still percent-encoded) path, then the model name and label are URL-deco
 under /v1/ is 400 "Malformed request"; OPTIONS under /v1/ is a CORS preflight as in http_server.cc.
 Beyond /v1/ (as KServe and BentoML do): /healthz (liveness), /readyz (readiness) and the Prometheus
 path when monitoring is enabled. GET /v1/openapi.json is this API's OpenAPI description (serving/openapi.py).
+Request bodies are decoded as TF Serving's net_http server decodes them: a Content-Encoding naming gzip
+is gunzipped here (aiohttp's own decompression is off), any other body goes to the JSON parser as it came.
 """
 from __future__ import annotations
 
@@ -13,11 +15,11 @@ import logging
 import re
 import time
 import urllib.parse
+import zlib
 from typing import Any
 
 import numpy as np
-from aiohttp import web
-from aiohttp.web_protocol import RequestPayloadError
+from aiohttp import hdrs, web
 from google.protobuf import json_format
 from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2
 
@@ -37,18 +39,35 @@ ORIGIN = re.compile(r"https?://")
 JSON = "application/json"
 CORS_HEADERS = {"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Methods": "POST, GET",
                 "Access-Control-Allow-Headers": "Content-Type"}
+GUNZIP_IN_THREAD_BYTES = 256 * 1024  # a larger gzip body is inflated off the event loop (zlib drops the GIL)
 
 
-def _closing_if_unread(request: web.BaseRequest, response: web.Response) -> web.Response:
-    """`response`, with `Connection: close` if the request's encoded body was left unread.
+def gunzip_body(raw: bytes, limit: int) -> bytes:
+    """`raw` gunzipped (all of its gzip members), or b"" if it is not complete, valid gzip.
 
-    aiohttp drains an unread body before the next request on the connection and drops the connection
-    when it cannot decode it (bad gzip/deflate), so the answer must say the connection ends. Not on
-    the :predict path, which always reads its body.
+    TF Serving's HTTP server drops a body it cannot gunzip, so the request parses as an empty document.
+    Raises HTTPRequestEntityTooLarge once the decoded body passes `limit` bytes; inflating stops there,
+    so a few KiB that would inflate to gigabytes cost at most `limit` + 1 bytes of memory.
     """
-    if "Content-Encoding" in request.headers and not request.content.at_eof():
-        response.force_close()
-    return response
+    if not raw:
+        return b""
+    parts: list[bytes] = []
+    size = 0
+    try:
+        while raw:
+            inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)  # gzip header and trailer required
+            part = inflater.decompress(raw, limit - size + 1)
+            size += len(part)
+            if size > limit:
+                raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=size)
+            if not inflater.eof:
+                raise zlib.error("incomplete or truncated stream")
+            parts.append(part)
+            raw = inflater.unused_data
+    except zlib.error as exc:
+        log.warning("Failed to uncompress the gzipped body: %s", exc)
+        return b""
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def _lenspipe_version() -> str:
@@ -160,7 +179,9 @@ class RestApi:
 
         def request_factory(message, payload, protocol, writer, task) -> web.BaseRequest:  # type: ignore[no-untyped-def]
             return web.BaseRequest(message, payload, protocol, writer, task, loop, client_max_size=limit)
-        return web.Server(self.handle, request_factory=request_factory, access_log=None)
+        # auto_decompress=False: bodies arrive as sent, and _v1 decodes what TF Serving decodes (gzip).
+        # aiohttp's inflater answered a broken deflate body on a reused connection with nothing at all.
+        return web.Server(self.handle, request_factory=request_factory, access_log=None, auto_decompress=False)
 
     def _json(self, status: int, body: bytes) -> web.Response:
         response = web.Response(status=status, body=body, content_type=JSON)
@@ -175,9 +196,9 @@ class RestApi:
         path = request.rel_url.raw_path
         if V1_PREFIX.match(path):
             if request.method == "OPTIONS":
-                return _closing_if_unread(request, self._preflight(request))
+                return self._preflight(request)
             return await self._v1(request, path)
-        return _closing_if_unread(request, self._beyond_v1(request, path))
+        return self._beyond_v1(request, path)
 
     def _beyond_v1(self, request: web.BaseRequest, path: str) -> web.Response:
         if request.method == "GET" and path == "/healthz":
@@ -196,15 +217,11 @@ class RestApi:
         status = 200 if ORIGIN.search(request.headers.get("Origin", "")) else 400
         return web.Response(status=status, headers=CORS_HEADERS if self._cors else None)
 
-    @staticmethod
-    def _undecodable_body(request: web.BaseRequest, exc: RequestPayloadError) -> bytes:
-        if "gzip" not in request.headers.get("Content-Encoding", ""):
-            raise invalid_argument(f"Malformed request body: {exc}")
-        # TF Serving's HTTP server drops a body it cannot gunzip, so the request is parsed as an
-        # empty document: 400 "JSON Parse error: The document is empty".
-        log.warning("Failed to uncompress the gzipped body: %s", str(exc).replace("\n", " "))
-        request.content.feed_eof()  # nothing more to read: aiohttp must not drain it (and log the error again)
-        return b""
+    async def _gunzip(self, raw: bytes) -> bytes:
+        limit = self.core.options.rest_api_max_body_bytes
+        if len(raw) <= GUNZIP_IN_THREAD_BYTES:
+            return gunzip_body(raw, limit)
+        return await asyncio.get_running_loop().run_in_executor(None, gunzip_body, raw, limit)
 
     async def _v1(self, request: web.BaseRequest, path: str) -> web.Response:
         try:
@@ -212,18 +229,15 @@ class RestApi:
                 name, version, label, method = m.groups()
                 try:
                     body = await request.read()
-                except web.HTTPRequestEntityTooLarge:
+                    # One header lookup is all a plain body costs. TF Serving gunzips when the header
+                    # contains "gzip" (case-sensitive) and passes any other encoding on as it came.
+                    if (encoding := request.headers.get(hdrs.CONTENT_ENCODING)) is not None and "gzip" in encoding:
+                        body = await self._gunzip(body)
+                except web.HTTPRequestEntityTooLarge:  # as sent, or once gunzipped
                     response = self._json(413, codec.dumps(
                         {"error": f"Request body larger than {self.core.options.rest_api_max_body_bytes} bytes"}))
-                    response.force_close()  # the unread rest of the body makes the connection unusable: say so
-                    return response
-                except RequestPayloadError as exc:
-                    try:
-                        body = self._undecodable_body(request, exc)
-                        response = await self._predictionish(self._ref(name, version, label), method.lower(), body)
-                    except ServingError as error:
-                        response = self._error(error)
-                    response.force_close()  # the connection's HTTP parser is broken past the bad body
+                    if not request.content.at_eof():
+                        response.force_close()  # the unread rest of the body makes the connection unusable: say so
                     return response
                 ref = self._ref(name, version, label)
                 return await self._predictionish(ref, method.lower(), body)
@@ -233,19 +247,19 @@ class RestApi:
                     raise invalid_argument("Missing model name in request.")
                 ref = self._ref(name, version, label)
                 if sub == "metadata":  # case-sensitive, as TF Serving compares the subresource
-                    return _closing_if_unread(request, self._json(200, _metadata_json(metadata_response(self.core, ref))))
+                    return self._json(200, _metadata_json(metadata_response(self.core, ref)))
                 records = self.core.manager.status(ref.name, ref.version, ref.label)
                 body = json_format.MessageToJson(status_response(records),
                                                  including_default_value_fields=True, indent=1)
-                return _closing_if_unread(request, self._json(200, body.encode()))
+                return self._json(200, body.encode())
             if request.method == "GET" and path.lower() == openapi.OPENAPI_PATH:  # after the API routes: costs them nothing
-                return _closing_if_unread(request, self._json(200, self._openapi))
+                return self._json(200, self._openapi)
             raise invalid_argument(f"Malformed request: {request.method} {path}")
         except ServingError as error:
-            return _closing_if_unread(request, self._error(error))
+            return self._error(error)
         except Exception as exc:  # a bug must still answer in TF Serving's error shape
             log.exception("internal error on %s %s", request.method, path)
-            return _closing_if_unread(request, self._error(ServingError(Code.INTERNAL, f"{type(exc).__name__}: {exc}")))
+            return self._error(ServingError(Code.INTERNAL, f"{type(exc).__name__}: {exc}"))
 
     @staticmethod
     def _ref(name: str, version: str | None, label: str | None) -> ModelRef:

@@ -70,17 +70,14 @@ class Routes:
 
 
 def check_answer(routes: Routes, method: str, raw_path: str, status: int, headers: dict[str, str],
-                 body: bytes, content_encoding: str = "") -> list[str]:
+                 body: bytes) -> list[str]:
     """Problems with one answer (status, lower-cased headers, body) to `method raw_path`.
 
-    `content_encoding`: the request's Content-Encoding. A body that aiohttp's HTTP parser fails to
-    decode while reading the request (a broken deflate/gzip stream) can be refused by that layer
-    with its own 400 text/plain, before any route runs, and the connection closed (docs/serving.md,
-    known differences); that answer is accepted for such requests only.
+    Whatever the request's Content-Encoding and body: the server decodes bodies itself (gzip only,
+    as TF Serving), so no encoded body may get an answer from below the routes (aiohttp's 400
+    text/plain), and an error is `{"error": ...}` like any other.
     """
     problems: list[str] = []
-    if content_encoding and status == 400 and headers.get("content-type", "").startswith("text/plain"):
-        return problems
     path = raw_path.split("?", 1)[0]
     under_v1 = path[:4].lower() == "/v1/"
     content_type = headers.get("content-type", "")

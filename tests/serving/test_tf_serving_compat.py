@@ -221,7 +221,6 @@ def test_gzip_bodies_valid_and_invalid(compat_server):
     assert (valid.status, valid.json()) == (200, {"predictions": [2.5]})
     invalid = predict(compat_server, "half_plus_two", b"not gzip at all", headers={"Content-Encoding": "gzip"})
     assert (invalid.status, invalid.json()) == (400, {"error": "JSON Parse error: The document is empty"})
-    assert invalid.headers["Connection"] == "close"  # the rest of that connection cannot be parsed
     truncated = predict(compat_server, "half_plus_two", gzip.compress(body)[:12], headers={"Content-Encoding": "gzip"})
     assert truncated.status == 400 and truncated.json()["error"].startswith("JSON Parse error")
     empty = predict(compat_server, "half_plus_two", b"")
