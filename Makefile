@@ -63,8 +63,12 @@ run: install
 serve: install
 	$(BIN)/lenspipe serve --model_name lenspipe --model_base_path lenspipe-work/serving/lenspipe $(ARGS)
 
+# Test processes (pytest-xdist). A test file runs whole in one process, so its module fixtures
+# (a pipeline run, a server) are built once; most of the suite is one-core work in subprocesses.
+TEST_WORKERS ?= 2
+
 test: install install-airflow postgres-deps redis-deps test-deps
-	$(BIN)/python -m pytest $(ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(ARGS)
 
 # Debian's chromium (with its recommended fonts): the e2e test opens the HTML report in it, headless.
 test-deps:
@@ -74,7 +78,7 @@ test-deps:
 	  else echo "test-deps: chromium not found; install it (apt-get install chromium) for the report test"; fi; }
 
 test-fast: install install-airflow
-	$(BIN)/python -m pytest -m "not e2e" $(ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not e2e" $(ARGS)
 
 bench: install
 	$(BIN)/python -m bench.pipeline_bench $(ARGS)

@@ -35,7 +35,7 @@ def write_labels(path: str, class_names: Sequence[str]) -> None:
 def _decoder(height: int, width: int, channels: int):
     from transform.preprocessing import decode_and_resize
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)], autograph=False)
     def decode(encoded):
         images = decode_and_resize(encoded, height, width, channels)
         return tf.cast(tf.round(images * 255.0), tf.uint8)

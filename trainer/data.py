@@ -76,7 +76,9 @@ def make_dataset(
     ds = (
         tf.data.TFRecordDataset(files, compression_type="GZIP")
         .batch(256)
-        .map(transform, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        # Not through AutoGraph: it would transpile the transform layer's whole Keras call stack
+        # (~70 functions, several CPU seconds per process) for code with no tensor control flow.
+        .map(tf.autograph.experimental.do_not_convert(transform), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         .unbatch()
     )
     count = count_examples(file_patterns)

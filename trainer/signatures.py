@@ -73,20 +73,22 @@ def build_serving_module(model: Any, tft_output: tft.TFTransformOutput) -> tuple
             features.LABEL_OUTPUT: label,
         }
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=features.IMAGE_BYTES_INPUT)])
+    # autograph=False in every signature: nothing here branches on a tensor, and AutoGraph would
+    # transpile the transform layer's Keras call stack once per signature (seconds per export).
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=features.IMAGE_BYTES_INPUT)], autograph=False)
     def serve_images(image_bytes):
         return outputs(*predict({features.IMAGE_KEY: _raw_feature(image_bytes, image_spec)}))
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=features.EXAMPLES_INPUT)])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=features.EXAMPLES_INPUT)], autograph=False)
     def serve_examples(examples):
         return outputs(*predict(tf.io.parse_example(examples, example_spec)))
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=features.EXAMPLES_INPUT)])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=features.EXAMPLES_INPUT)], autograph=False)
     def transform_features(examples):
         xf = module.tft_layer(tf.io.parse_example(examples, raw_input_spec(tft_output)))
         return {LABEL_XF: xf[LABEL_XF]}
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=CLASSIFY_INPUTS)])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=CLASSIFY_INPUTS)], autograph=False)
     def classify(inputs):
         probs, _, _ = predict(tf.io.parse_example(inputs, example_spec))
         classes = tf.tile(tf.constant([names]), [tf.shape(probs)[0], 1])

@@ -150,7 +150,7 @@ def build_tflite_function(classifier, prep: Preprocessing, *, float_input: bool 
         return {OUTPUT_NAME: classifier(x)}
 
     spec = tf.TensorSpec([1, hi, wi, c], tf.float32 if float_input else tf.uint8, name=INPUT_NAME)
-    return tf.function(pixels_to_probabilities, input_signature=[spec]).get_concrete_function()
+    return tf.function(pixels_to_probabilities, input_signature=[spec], autograph=False).get_concrete_function()
 
 
 def convert(

@@ -44,23 +44,43 @@ class HyperModel(keras_tuner.HyperModel):
         return result
 
 
+class _ConfiguredModelFirst:
+    """Oracle mixin: trial 0 is the configured model (every hyperparameter at its default).
+
+    The search then always measures the model the user configured and can only pick
+    something better; with a handful of random trials it might otherwise never try it.
+    """
+
+    def populate_space(self, trial_id):
+        if not self.trials:
+            return {"status": "RUNNING", "values": dict(self.hyperparameters.values)}
+        return super().populate_space(trial_id)
+
+
+class RandomSearchOracle(_ConfiguredModelFirst, keras_tuner.oracles.RandomSearchOracle):
+    """KerasTuner's random search, the configured model first."""
+
+
+class BayesianOptimizationOracle(_ConfiguredModelFirst, keras_tuner.oracles.BayesianOptimizationOracle):
+    """KerasTuner's Bayesian optimisation, the configured model first (one of its initial points)."""
+
+
+ORACLES = {"random": RandomSearchOracle, "bayesian": BayesianOptimizationOracle}
+
+
 def tuner_fn(fn_args: Any) -> TunerFnResult:
     """Build the KerasTuner tuner and the fit arguments the Tuner component searches with."""
     s = common.setup(fn_args)
-    oracle_kwargs = dict(
-        hypermodel=HyperModel(s),
+    oracle = ORACLES[s.tuner_cfg.algorithm](
         objective=keras_tuner.Objective("val_accuracy", "max"),
         max_trials=s.tuner_cfg.max_trials,
         hyperparameters=hparams.search_space(s.trainer_cfg),
         seed=s.seed,
-        directory=fn_args.working_dir,
-        project_name="lenspipe_tuning",
+    )
+    tuner = keras_tuner.Tuner(
+        oracle=oracle, hypermodel=HyperModel(s), directory=fn_args.working_dir, project_name="lenspipe_tuning",
         overwrite=True,
     )
-    if s.tuner_cfg.algorithm == "bayesian":
-        tuner = keras_tuner.BayesianOptimization(**oracle_kwargs)
-    else:
-        tuner = keras_tuner.RandomSearch(**oracle_kwargs)
     steps = s.tuner_cfg.steps_per_epoch
     train, evaluation = s.datasets(fn_args.train_files, fn_args.eval_files, steps_per_epoch=steps)
     fit_kwargs = dict(

@@ -71,6 +71,14 @@ def test_embedded_digits_get_a_narrower_cnn_unless_set():
     assert load_config(None, {"data.root": "/photos"}).trainer.base_filters == 32
 
 
+def test_embedded_digits_are_augmented_by_shifts_only_unless_set():
+    digits = load_config().trainer
+    assert (digits.augment_rotation, digits.augment_zoom, digits.augment_translation) == (0.0, 0.0, 0.1)
+    assert load_config(None, {"trainer.augment_zoom": 0.2}).trainer.augment_zoom == 0.2
+    photos = load_config(None, {"data.root": "/photos"}).trainer
+    assert (photos.augment_rotation, photos.augment_zoom) == (0.05, 0.1)
+
+
 def test_tflite_section_defaults_overrides_and_bounds():
     cfg = load_config()
     assert cfg.tflite.enabled and cfg.tflite.variants == ["float32", "float16", "dynamic_int8", "full_int8"]

@@ -35,3 +35,10 @@ def test_a_backbone_searches_fine_tuned_layers_instead_of_cnn_shape():
     space = _space(architecture="mobilenet_v3_small", fine_tune_layers=15)
     assert "conv_blocks" not in space and "base_filters" not in space
     assert 15 in space["fine_tune_layers"].values
+
+
+def test_the_learning_rate_is_searched_around_the_configured_rate():
+    rate = _space(learning_rate=1e-3)["learning_rate"]
+    assert (rate.min_value, rate.max_value, rate.sampling) == (2.5e-4, 4e-3, "log")
+    rate = _space(learning_rate=0.5)["learning_rate"]
+    assert (rate.min_value, rate.max_value) == (0.125, 1.0)
