@@ -71,9 +71,10 @@ def test_embedded_digits_get_a_narrower_cnn_unless_set():
     assert load_config(None, {"data.root": "/photos"}).trainer.base_filters == 32
 
 
-def test_embedded_digits_are_augmented_by_shifts_only_unless_set():
+def test_embedded_digits_are_augmented_by_shifts_only_without_dropout_unless_set():
     digits = load_config().trainer
     assert (digits.augment_rotation, digits.augment_zoom, digits.augment_translation) == (0.0, 0.0, 0.1)
+    assert digits.dropout == 0.0 and load_config(None, {"trainer.dropout": 0.4}).trainer.dropout == 0.4
     assert load_config(None, {"trainer.augment_zoom": 0.2}).trainer.augment_zoom == 0.2
     photos = load_config(None, {"data.root": "/photos"}).trainer
     assert (photos.augment_rotation, photos.augment_zoom) == (0.05, 0.1)
