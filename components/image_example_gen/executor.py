@@ -1,8 +1,9 @@
 """Beam executor of ImageExampleGen: validates every image, writes tf.Examples and rejected.jsonl.
 
-The base executor does the splitting (hash of PATH_KEY) and writing; this one turns the
-input split into tf.Examples and collects every refused file or record, with its reason,
-into ``<rejected uri>/rejected.jsonl``.
+The base executor does the splitting (hash of PATH_KEY); this one turns the input split into
+tf.Examples, writes the splits (``write_split``: TFX's files without TFX's Reshuffle, so the
+examples stream to disk on the local runner, in listing order) and collects every refused file
+or record, with its reason, into ``<rejected uri>/rejected.jsonl``.
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ import tensorflow as tf
 from google.protobuf.message import DecodeError
 from tfx import types
 from tfx.components.example_gen import utils as example_gen_utils
+from tfx.components.example_gen import write_split as tfx_write_split
+from tfx.components.util import examples_utils
 from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
-from components.image_example_gen import layout
+from components.image_example_gen import layout, write_split
 from components.image_example_gen.decoding import BadImage, ImageInfo, inspect_image, one_line, property_features
 from lenspipe import features
 
@@ -163,12 +166,12 @@ def _class_folder_entries(name: str, input_base: str, prefix: str) -> Iterator[A
 
 
 @beam.ptransform_fn
-def _ImagesToCandidates(pipeline: beam.Pipeline, input_base: str, pattern: str, empty_folders: List[str], listed: List[str]):  # pylint: disable=invalid-name
+def _ImagesToCandidates(pipeline: beam.Pipeline, input_base: str, pattern: str, empty_folders: List[str], listed: List[str], spread: bool):  # pylint: disable=invalid-name
     """(candidates, rejections) of an image folder split; empty class folders are appended to ``empty_folders``.
 
     Files are listed one class folder at a time inside the Beam pipeline (a list of every file
     would sit in the pipeline graph and in memory); the listed class folders, sorted, are
-    appended to ``listed``.
+    appended to ``listed``. ``spread``: see ``_inspect_listed``.
     """
     root = _image_root(pattern)
     folders = layout.list_class_folders(input_base, root)
@@ -188,25 +191,27 @@ def _ImagesToCandidates(pipeline: beam.Pipeline, input_base: str, pattern: str, 
     )
     listed_files = (
         pipeline
-        | "ListClassFolders" >> beam.Create(folders.class_names + folders.empty_class_folders)
+        | "ListClassFolders" >> beam.Create(folders.class_names + folders.empty_class_folders, reshuffle=spread)
         | "ListFiles" >> beam.FlatMap(_class_folder_entries, input_base, root).with_outputs(_REJECTED_TAG, main="files")
     )
-    good, rejections = _inspect_listed(pipeline, listed_files.files, folders.rejected, input_base)
+    good, rejections = _inspect_listed(pipeline, listed_files.files, folders.rejected, input_base, spread)
     return good, (rejections, listed_files[_REJECTED_TAG]) | "AllListedRejected" >> beam.Flatten()
 
 
-def _inspect_listed(pipeline: beam.Pipeline, candidates, rejected, input_base: str):
-    """(good candidates, all rejections) of listed files: each read and inspected, spread over workers.
+def _inspect_listed(pipeline: beam.Pipeline, candidates, rejected, input_base: str, spread: bool):
+    """(good candidates, all rejections) of listed files: each read and inspected.
 
-    ``candidates`` is a list of (relative path, class name) or a PCollection of them.
+    ``candidates`` is a list of (relative path, class name) or a PCollection of them. ``spread``
+    (a distributed runner): reshuffle the listed files so that a few class folders' files are
+    read and decoded on many workers. Without it (the local runners) every file streams from
+    its listing to the written split in listing order: there a reshuffle is a group-by-key
+    holding every file before the first is read, and its random keys change the output order.
     """
     if not isinstance(candidates, beam.pvalue.PCollection):
-        candidates = pipeline | "ListImages" >> beam.Create(candidates)
-    inspected = (
-        candidates
-        | "Spread" >> beam.Reshuffle()
-        | "Inspect" >> beam.FlatMap(_inspect_file, input_base).with_outputs(_REJECTED_TAG, main="good")
-    )
+        candidates = pipeline | "ListImages" >> beam.Create(candidates, reshuffle=spread)
+    if spread:
+        candidates = candidates | "Spread" >> beam.Reshuffle()
+    inspected = candidates | "Inspect" >> beam.FlatMap(_inspect_file, input_base).with_outputs(_REJECTED_TAG, main="good")
     listed_rejections = pipeline | "ListRejected" >> beam.Create(rejected)
     return inspected.good, (inspected[_REJECTED_TAG], listed_rejections) | "AllRejected" >> beam.Flatten()
 
@@ -233,16 +238,16 @@ def list_unlabeled_folder(root: str) -> Tuple[List[Tuple[str, str]], List[Reject
 
 
 @beam.ptransform_fn
-def _UnlabeledToCandidates(pipeline: beam.Pipeline, input_base: str, pattern: str):  # pylint: disable=invalid-name
+def _UnlabeledToCandidates(pipeline: beam.Pipeline, input_base: str, pattern: str, spread: bool):  # pylint: disable=invalid-name
     """(candidates, rejections) of a folder of unlabeled images (label name "")."""
     del pattern  # the whole folder, recursively
     candidates, rejected = list_unlabeled_folder(input_base)
     logger.info("ImageExampleGen: %s: %d unlabeled image file(s), %d rejected by name", input_base, len(candidates), len(rejected))
-    return _inspect_listed(pipeline, candidates, rejected, input_base)
+    return _inspect_listed(pipeline, candidates, rejected, input_base, spread)
 
 
 @beam.ptransform_fn
-def _TFRecordsToCandidates(pipeline: beam.Pipeline, input_base: str, pattern: str):  # pylint: disable=invalid-name
+def _TFRecordsToCandidates(pipeline: beam.Pipeline, input_base: str, pattern: str, spread: bool):  # pylint: disable=invalid-name
     """(candidates, rejections) of a TFRecord split."""
     files = sorted(
         posixpath.relpath(path, input_base)
@@ -254,7 +259,7 @@ def _TFRecordsToCandidates(pipeline: beam.Pipeline, input_base: str, pattern: st
     logger.info("ImageExampleGen: %d TFRecord file(s) under %s", len(files), input_base)
     inspected = (
         pipeline
-        | "ListFiles" >> beam.Create(files)
+        | "ListFiles" >> beam.Create(files, reshuffle=spread)
         | "Inspect"
         >> beam.FlatMap(_inspect_tfrecord_file, input_base).with_outputs(_REJECTED_TAG, main="good")
     )
@@ -310,6 +315,7 @@ class Executor(BaseExampleGenExecutor):
         executor = self
         rejected_parts = self._rejected_parts
         empty_folders = self._empty_class_folders
+        spread = not write_split.is_local_runner(self._beam_pipeline_args)
 
         @beam.ptransform_fn
         def ToExamples(pipeline: beam.Pipeline, exec_properties: Dict[str, Any], split_pattern: str):  # pylint: disable=invalid-name
@@ -317,11 +323,11 @@ class Executor(BaseExampleGenExecutor):
             input_format = exec_properties.get(INPUT_FORMAT_KEY) or "images"
             listed: List[str] = []
             if input_format == "images":
-                to_candidates = _ImagesToCandidates(input_base, split_pattern, empty_folders, listed)  # pylint: disable=no-value-for-parameter
+                to_candidates = _ImagesToCandidates(input_base, split_pattern, empty_folders, listed, spread)  # pylint: disable=no-value-for-parameter
             elif input_format == "tfrecord":
-                to_candidates = _TFRecordsToCandidates(input_base, split_pattern)  # pylint: disable=no-value-for-parameter
+                to_candidates = _TFRecordsToCandidates(input_base, split_pattern, spread)  # pylint: disable=no-value-for-parameter
             elif input_format == "unlabeled":
-                to_candidates = _UnlabeledToCandidates(input_base, split_pattern)  # pylint: disable=no-value-for-parameter
+                to_candidates = _UnlabeledToCandidates(input_base, split_pattern, spread)  # pylint: disable=no-value-for-parameter
             else:
                 raise ValueError(f"input_format must be 'images', 'tfrecord' or 'unlabeled', got {input_format!r}")
             candidates, rejections = pipeline | "Candidates" >> to_candidates
@@ -366,7 +372,41 @@ class Executor(BaseExampleGenExecutor):
         self._listed_class_names: Optional[List[str]] = None
         if tf.io.gfile.exists(self._class_names_path):
             tf.io.gfile.remove(self._class_names_path)
-        super().Do(input_dict, output_dict, exec_properties)
+        self._write_examples(input_dict, output_dict, exec_properties)
+
+    def _write_examples(self, input_dict, output_dict, exec_properties) -> None:
+        """What ``BaseExampleGenExecutor.Do`` does, writing each split with our ``write_split.WriteSplit``.
+
+        An override because the base ``Do`` calls TFX's ``WriteSplit`` directly, and that one
+        reshuffles every split before writing it: on the local runner a group-by-key holding
+        every example in memory (peak RSS grew with the data), and a random output order. The
+        split names, splitting (``GenerateExamplesByBeam``), file names, the ``num_instances``
+        counter and the payload/file format properties are TFX's.
+        """
+        self._log_startup(input_dict, output_dict, exec_properties)
+        input_config = example_gen_pb2.Input()
+        proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY], input_config)
+        output_config = example_gen_pb2.Output()
+        proto_utils.json_to_proto(exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY], output_config)
+        payload_format = exec_properties.get(standard_component_specs.OUTPUT_DATA_FORMAT_KEY)
+        if payload_format == example_gen_pb2.PayloadFormat.FORMAT_PARQUET:
+            raise ValueError("ImageExampleGen: output_data_format FORMAT_PARQUET is not supported; it writes tf.Examples")
+        file_format = exec_properties.get(standard_component_specs.OUTPUT_FILE_FORMAT_KEY, example_gen_pb2.FILE_FORMAT_UNSPECIFIED)
+        file_format_name = tfx_write_split.to_file_format_str(file_format)  # raises on an unknown format, before any work
+        examples = output_dict[EXAMPLES_KEY]
+        artifact_utils.get_single_instance(examples).split_names = artifact_utils.encode_split_names(
+            example_gen_utils.generate_output_split_names(input_config, output_config)
+        )
+        with self._make_beam_pipeline() as pipeline:
+            for split_name, example_split in self.GenerateExamplesByBeam(pipeline, exec_properties).items():
+                _ = example_split | f"WriteSplit[{split_name}]" >> write_split.WriteSplit(  # pylint: disable=no-value-for-parameter
+                    artifact_utils.get_split_uri(examples, split_name)
+                )
+        for artifact in examples:
+            if payload_format:
+                examples_utils.set_payload_format(artifact, payload_format)
+            if file_format:
+                examples_utils.set_file_format(artifact, file_format_name)
 
     def _decoded_class_names(self) -> Optional[List[str]]:
         """The sorted class names of the images that decoded, for the images format; None otherwise."""

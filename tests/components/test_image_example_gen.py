@@ -76,8 +76,9 @@ def _make_folder(root: Path) -> Path:
     return root
 
 
-def _run_executor(input_base: Path, out: Path, input_format: str = "images", output_config=None):
-    """Runs the executor; returns ({path: (split, features)}, rejected entries, rejected artifact)."""
+def _execute(input_base: Path, out: Path, input_format: str = "images", output_config=None,
+             executor_class=executor.Executor, **context_args):
+    """Runs ``executor_class`` on ``input_base``; returns its (examples, rejected) artifacts."""
     examples = standard_artifacts.Examples()
     examples.uri = str(out / "examples")
     rejected = component.RejectedFiles()
@@ -90,8 +91,15 @@ def _run_executor(input_base: Path, out: Path, input_format: str = "images", out
         "output_file_format": 5,  # FORMAT_TFRECORDS_GZIP
         component.INPUT_FORMAT_KEY: input_format,
     }
-    context = base_beam_executor.BaseBeamExecutor.Context(beam_pipeline_args=BEAM_ARGS, tmp_dir=str(out / "tmp"))
-    executor.Executor(context).Do({}, {"examples": [examples], "rejected": [rejected]}, exec_properties)
+    context_args.setdefault("beam_pipeline_args", BEAM_ARGS)
+    context = base_beam_executor.BaseBeamExecutor.Context(tmp_dir=str(out / "tmp"), **context_args)
+    executor_class(context).Do({}, {"examples": [examples], "rejected": [rejected]}, exec_properties)
+    return examples, rejected
+
+
+def _run_executor(input_base: Path, out: Path, input_format: str = "images", output_config=None):
+    """Runs the executor; returns ({path: (split, features)}, rejected entries, rejected artifact)."""
+    examples, rejected = _execute(input_base, out, input_format, output_config)
     return _read_examples(examples.uri), executor.read_rejected(rejected.uri), rejected
 
 
@@ -116,9 +124,16 @@ def _value(example: tf.train.Example, key: str):
 
 
 @pytest.fixture(scope="module")
-def folder_run(tmp_path_factory):
+def folder_artifacts(tmp_path_factory):
+    """(image folder, examples artifact, rejected artifact) of one executor run on the fixture folder."""
     root = _make_folder(tmp_path_factory.mktemp("images"))
-    return (root, *_run_executor(root, tmp_path_factory.mktemp("out")))
+    return (root, *_execute(root, tmp_path_factory.mktemp("out")))
+
+
+@pytest.fixture(scope="module")
+def folder_run(folder_artifacts):
+    root, examples, rejected = folder_artifacts
+    return root, _read_examples(examples.uri), executor.read_rejected(rejected.uri), rejected
 
 
 def test_every_good_image_becomes_one_example_with_correct_features(folder_run):
@@ -315,3 +330,174 @@ def test_pipeline_ingests_latest_span_and_caches_unchanged_input(tmp_path):
     assert latest["Examples"].custom_properties["span"].int_value == 3
     assert sorted(_read_examples(latest["Examples"].uri)) == ["span-3/a/three.png"]
     assert latest[component.RejectedFiles.TYPE_NAME].custom_properties[executor.NUM_REJECTED_PROPERTY].int_value == 0
+
+
+# --- Writing the splits: TFX's files, streamed (no Reshuffle over the examples on the local runner) ---
+
+
+class _TfxWriteSplitExecutor(executor.Executor):
+    """The executor as it wrote before: through ``BaseExampleGenExecutor.Do`` and TFX's WriteSplit (its Reshuffle)."""
+
+    def _write_examples(self, input_dict, output_dict, exec_properties) -> None:
+        from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
+
+        BaseExampleGenExecutor.Do(self, input_dict, output_dict, exec_properties)
+
+
+def _split_files(uri: str) -> Dict[str, Dict[str, bytes]]:
+    """{split dir: {file name: bytes}} of an examples artifact."""
+    return {
+        split.name: {f.name: f.read_bytes() for f in sorted(split.iterdir())}
+        for split in sorted(Path(uri).iterdir())
+    }
+
+
+def _records(uri: str) -> Dict[str, List[bytes]]:
+    """{split dir: serialized examples in file order} of an examples artifact."""
+    return {
+        split: [r.numpy() for r in tf.data.TFRecordDataset([f"{uri}/{split}/{name}" for name in files], compression_type="GZIP")]
+        for split, files in _split_files(uri).items()
+    }
+
+
+def _capturing_context(captured: list, runner_args: List[str]) -> dict:
+    """Context arguments that run the executor's Beam pipelines locally and keep them for inspection.
+
+    ``runner_args`` is what the executor is told it runs with (it decides from them whether to
+    spread the files); the pipelines themselves always run on the in-process DirectRunner.
+    """
+    import apache_beam as beam
+
+    def make_pipeline():
+        pipeline = beam.Pipeline(argv=BEAM_ARGS)
+        captured.append(pipeline)
+        return pipeline
+
+    return {"beam_pipeline_args": runner_args, "make_beam_pipeline_fn": make_pipeline}
+
+
+def _groupings_of_the_data(pipeline) -> Tuple[List[str], List[str]]:
+    """(grouping transforms, file writers) that the listed image files or their examples flow into.
+
+    Walks the Beam pipeline graph from the output of ``ListFiles`` (one element per image file)
+    through every primitive transform it feeds, leaving out the rejections and the branch that
+    keeps only label names (``LabelNames``), and stopping at Beam's file writer (``WriteBundles``:
+    after it only file names flow). A GroupByKey (Reshuffle is one) met on the way holds every
+    element in memory until its input is complete on the local runner.
+    """
+    from collections import defaultdict
+
+    transforms = pipeline.to_runner_api().components.transforms
+    consumers = defaultdict(list)
+    for t in transforms.values():
+        if not t.subtransforms:  # a primitive
+            for pcoll in t.inputs.values():
+                consumers[pcoll].append(t)
+
+    def data_outputs(t):
+        return [pcoll for tag, pcoll in t.outputs.items() if tag != executor._REJECTED_TAG]  # pylint: disable=protected-access
+
+    frontier = [pcoll for t in transforms.values() if t.unique_name.endswith("/ListFiles") for pcoll in data_outputs(t)]
+    assert frontier, "no ListFiles transform in the pipeline"
+    seen, groupings, writers = set(frontier), [], []
+    while frontier:
+        for t in consumers[frontier.pop()]:
+            parts = t.unique_name.split("/")
+            if "LabelNames" in parts:
+                continue
+            if "WriteBundles" in parts:
+                writers.append(t.unique_name)
+                continue
+            if t.spec.urn == "beam:transform:group_by_key:v1" or "Reshuffle" in t.unique_name:
+                groupings.append(t.unique_name)
+            for pcoll in data_outputs(t):
+                if pcoll not in seen:
+                    seen.add(pcoll)
+                    frontier.append(pcoll)
+    return groupings, writers
+
+
+@pytest.fixture(scope="module")
+def captured_run(folder_artifacts, tmp_path_factory):
+    """The executor run once more on the fixture folder, on the local runner, with its Beam pipelines kept."""
+    from pipeline.runners.common import without_tfx_ephemeral_package
+
+    root, _, _ = folder_artifacts
+    pipelines: list = []
+    with without_tfx_ephemeral_package():
+        examples, _ = _execute(root, tmp_path_factory.mktemp("again"), **_capturing_context(pipelines, BEAM_ARGS))
+    return examples, pipelines
+
+
+def test_splits_hold_the_same_examples_and_files_as_tfx_writesplit_wrote(folder_artifacts, tmp_path):
+    root, examples, rejected = folder_artifacts
+    tfx_examples, tfx_rejected = _execute(root, tmp_path, executor_class=_TfxWriteSplitExecutor)
+    ours, theirs = _records(examples.uri), _records(tfx_examples.uri)
+    assert sorted(ours) == sorted(theirs) == [f"Split-{split}" for split in sorted(component.SPLIT_NAMES)]
+    assert sum(map(len, ours.values())) == len(_good_images())
+    assert sum(1 for records in ours.values() if records) > 1
+    for split in ours:
+        assert sorted(ours[split]) == sorted(theirs[split]), split
+    assert {s: sorted(f) for s, f in _split_files(examples.uri).items()} == {
+        s: sorted(f) for s, f in _split_files(tfx_examples.uri).items()
+    }  # data_tfrecord-00000-of-00001.gz in each
+    assert examples.split_names == tfx_examples.split_names
+    for name in ("payload_format", "file_format"):
+        assert examples.get_string_custom_property(name) == tfx_examples.get_string_custom_property(name), name
+    assert executor.read_rejected(rejected.uri) == executor.read_rejected(tfx_rejected.uri)
+
+
+def test_examples_are_written_in_listing_order_byte_identical_run_to_run(folder_artifacts, captured_run):
+    from components.image_example_gen import layout
+
+    root, examples, _ = folder_artifacts
+    again, _ = captured_run
+    assert _split_files(again.uri) == _split_files(examples.uri)
+    listed = [path for path, _ in layout.list_image_folder(str(root)).candidates]
+    for split, records in _records(examples.uri).items():
+        paths = [tf.train.Example.FromString(r).features.feature[features.PATH_KEY].bytes_list.value[0].decode() for r in records]
+        assert paths == [p for p in listed if p in set(paths)], split
+
+
+def test_on_the_local_runner_no_reshuffle_or_group_by_key_holds_the_images(captured_run):
+    _, pipelines = captured_run
+    assert len(pipelines) == 2  # 'ant/' decodes nothing: the examples are written a second time
+    for pipeline in pipelines:
+        groupings, writers = _groupings_of_the_data(pipeline)
+        assert groupings == []
+        assert sorted(w.split("/")[0] for w in writers) == [f"WriteSplit[{s}]" for s in sorted(component.SPLIT_NAMES)]
+
+
+def test_on_a_distributed_runner_the_listed_files_are_spread_and_the_examples_stream(tmp_path):
+    from pipeline.runners.common import without_tfx_ephemeral_package
+
+    png = _encode("L", "PNG", (4, 4), 50)
+    for rel in ("a/1.png", "a/2.png", "b/3.png"):
+        _write(tmp_path / "images", rel, png)
+    pipelines: list = []
+    with without_tfx_ephemeral_package():
+        examples, _ = _execute(tmp_path / "images", tmp_path / "out",
+                               **_capturing_context(pipelines, ["--runner=DataflowRunner", "--project=p", "--region=r"]))
+    (pipeline,) = pipelines
+    groupings, _ = _groupings_of_the_data(pipeline)
+    assert groupings and all(name.split("/")[2] == "Spread" for name in groupings), groupings
+    assert sorted(_read_examples(examples.uri)) == ["a/1.png", "a/2.png", "b/3.png"]
+
+
+@pytest.mark.parametrize(
+    "args, local",
+    [
+        ([], True),
+        (["--direct_running_mode=multi_processing"], True),
+        (["--runner=DirectRunner"], True),
+        (["--runner", "direct"], True),
+        (["--runner=PrismRunner"], True),
+        (["--runner=DataflowRunner"], False),
+        (["--runner=FlinkRunner"], False),
+        (["--runner=PortableRunner", "--job_endpoint=localhost:8099"], False),
+    ],
+)
+def test_which_runners_count_as_local(args, local):
+    from components.image_example_gen import write_split
+
+    assert write_split.is_local_runner(args) is local
