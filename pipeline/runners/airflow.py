@@ -72,7 +72,7 @@ def task_queues(cfg: LenspipeConfig, pipeline) -> dict[str, str]:
     Tuner and Trainer go to ``airflow.train_queue``, every other node to ``airflow.data_queue``;
     ``airflow.queues`` overrides single nodes. An id there that names no node is a ConfigError.
     """
-    from tfx import v1 as tfx
+    from tfx.components import Trainer, Tuner  # not tfx.v1: see pipeline/pipeline.py (every task parses the DAG)
 
     ids = [node.id for node in pipeline.components]
     unknown = sorted(set(cfg.airflow.queues) - set(ids))
@@ -81,7 +81,7 @@ def task_queues(cfg: LenspipeConfig, pipeline) -> dict[str, str]:
             f"airflow.queues: no component {unknown[0]!r} in the pipeline{suggest(unknown[0], ids)}; "
             f"its components are {', '.join(ids)}"
         )
-    train = (tfx.components.Tuner, tfx.components.Trainer)
+    train = (Tuner, Trainer)
     return {
         node.id: cfg.airflow.queues.get(
             node.id, cfg.airflow.train_queue if isinstance(node, train) else cfg.airflow.data_queue
