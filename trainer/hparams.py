@@ -22,8 +22,8 @@ def search_space(trainer_cfg: TrainerConfig) -> keras_tuner.HyperParameters:
 
 
 def learning_rate_range(configured: float) -> tuple[float, float]:
-    """The searched learning rates: configured / 4 to configured * 4, within (1e-6, 1]."""
-    return max(1e-6, configured / 4), min(1.0, configured * 4)
+    """The searched learning rates: configured / 4 to configured * 4, at most 1 (the config's bound)."""
+    return configured / 4, min(1.0, configured * 4)
 
 
 def declare(hp: keras_tuner.HyperParameters, trainer_cfg: TrainerConfig) -> dict[str, Any]:

@@ -42,3 +42,5 @@ def test_the_learning_rate_is_searched_around_the_configured_rate():
     assert (rate.min_value, rate.max_value, rate.sampling) == (2.5e-4, 4e-3, "log")
     rate = _space(learning_rate=0.5)["learning_rate"]
     assert (rate.min_value, rate.max_value) == (0.125, 1.0)
+    rate = _space(learning_rate=1e-7)["learning_rate"]  # a tiny configured rate stays inside its range
+    assert rate.min_value < 1e-7 < rate.max_value
