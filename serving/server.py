@@ -67,7 +67,7 @@ def gunzip_body(raw: bytes, limit: int) -> bytes:
     except zlib.error as exc:
         log.warning("Failed to uncompress the gzipped body: %s", exc)
         return b""
-    return parts[0] if len(parts) == 1 else b"".join(parts)
+    return b"".join(parts)  # one member: CPython returns it as is, no copy
 
 
 def _lenspipe_version() -> str:
