@@ -1,11 +1,13 @@
 """What the request log costs, measured as CPU time so that other jobs on the machine hardly move it.
 
-(request thread) `RequestLogger.offer_predict` per call, not sampled and sampled (the put on the queue),
-                 as CPU time of the calling thread (time.thread_time) over many calls;
-(writer)         CPU time of the whole process (every thread: the writer's decoding, measuring and
-                 writing) per logged image, for the serving bench's 28x28 grey PNGs at rate 1.0.
-At rate R a request costs the server (non-sampled cost) + R x (sampled cost + writer cost per image)
-of CPU on top of its own; compare that with the server's CPU per image (`make bench-serving` reports it).
+(request thread) `RequestLogger.offer_predict` per call, not sampled and sampled (the append to the
+                 deque), as CPU time of the calling thread (time.thread_time) over many calls;
+(server process) the CPU of its other threads (the sender's pickling and pipe writes, the reader of the
+                 writer's counters) per logged image;
+(writer process) its CPU (decoding, measuring, writing) per logged image, for the serving bench's
+                 28x28 grey PNGs arriving 100 a second (rate 0.1 of ~1000 requests/s).
+At rate R a request costs (non-sampled cost) + R x (the three per-image costs) of CPU on top of its own;
+compare that with the server's CPU per image (`make bench-serving` reports it).
 Writes bench/results/request-log.md (temp file + rename). Run: python -m bench.request_log_bench
 """
 from __future__ import annotations
@@ -18,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.serving_bench import machine_facts
+from bench.serving_bench import _cpu_seconds, machine_facts
 from bench import results_file
 
 
@@ -36,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     from bench.serving_bench import write_images
     from lenspipe import features
     from serving.request_log import RequestLogger, RequestLogOptions
+    from serving.request_log_writer import NICENESS
     from serving.servable import TensorSpec
 
     facts = machine_facts()
@@ -55,43 +58,53 @@ def main(argv: list[str] | None = None) -> int:
         not_sampled_us = (time.thread_time() - start) * 1e6 / args.calls
         logger.close()
 
-        # Request thread, sampled: + the put on the bounded queue (a queue big enough never to drop).
+        # Request thread, sampled: + the append to the bounded deque (one big enough never to drop).
         calls = min(args.calls, 20_000)
         logger = RequestLogger(RequestLogOptions(str(Path(tmp) / "on"), sample_rate=1.0, queue_size=calls + 1,
                                                  max_total_bytes=1 << 34, max_file_bytes=1 << 30),
                                rng=random.Random(0).random)
-        logger._records = lambda entry: iter(())  # time the put alone; the writer's work is measured below
         start = time.thread_time()
         for i in range(calls):
             logger.offer_predict("m", 1, "serving_default", batches[i % 64], specs)
         sampled_us = (time.thread_time() - start) * 1e6 / calls
         logger.close()
 
-        # Writer: decode, measure, build the tf.Example, write; every thread of the process.
+        # The rest of the server process (the sender thread's pickling and pipe writes, the reader
+        # thread), and the writer process (decode, measure, tf.Example, write), per logged image. The
+        # images arrive as the sender ships them at rate 0.1 of ~1000 requests/s: a frame a second.
         logger = RequestLogger(RequestLogOptions(str(Path(tmp) / "writer"), sample_rate=1.0, queue_size=args.images + 1,
                                                  max_total_bytes=1 << 34))
-        for i in range(20):  # warm TensorFlow's decode kernels up before timing
-            logger.offer_predict("m", 1, "serving_default", batches[i % 64], specs)
-        logger.flush()
-        start_cpu, start_wall = time.process_time(), time.perf_counter()
+        if not logger.ready.wait(300):
+            raise RuntimeError("the request log's writer process was not ready after 300 s")
+        writer = logger.writer_pid
+        per_second = 100
+        start_server, start_writer, start_wall = time.process_time(), _cpu_seconds(writer), time.perf_counter()
         for i in range(args.images):
             logger.offer_predict("m", 1, "serving_default", batches[i % 64], specs)
+            if i % per_second == per_second - 1:
+                time.sleep(1.0)
         logger.flush()
-        writer_us = (time.process_time() - start_cpu) * 1e6 / args.images
-        wall_per_s = args.images / (time.perf_counter() - start_wall)
+        wall = time.perf_counter() - start_wall
+        writer_us = (_cpu_seconds(writer) - start_writer) * 1e6 / args.images
+        # The request thread's own appends are in process_time too; take them out.
+        server_us = (time.process_time() - start_server) * 1e6 / args.images - sampled_us
         logger.close()
         logged = int(logger.counts.value("logged"))
 
-    per_request = not_sampled_us + args.rate * (sampled_us + writer_us)
+    in_server = not_sampled_us + args.rate * (sampled_us + server_us)
+    per_request = in_server + args.rate * writer_us
     lines = ["# Request log cost (CPU time)", "",
              "28x28 grey PNG, one image per `:predict` request; CPU time, so the load from other jobs moves it "
              "far less than wall time.", "",
              "| what | CPU us |", "|---|---:|",
              f"| request thread, not sampled (random draw) | {not_sampled_us:.3f} |",
-             f"| request thread, sampled (+ put on the bounded queue) | {sampled_us:.2f} |",
-             f"| writer, per logged image (decode with ImageExampleGen's code, measure, tf.Example, write) | {writer_us:.0f} |",
-             "", f"- writer throughput: {wall_per_s:.0f} images/s (wall), {logged - 20} images logged",
-             f"- at rate {args.rate:g}: **{per_request:.1f} us** of CPU per request on top of the server's own"]
+             f"| request thread, sampled (+ append to the bounded deque) | {sampled_us:.2f} |",
+             f"| server process, other threads, per logged image (sender: pickle + pipe write; reader) | {server_us:.1f} |",
+             f"| writer process, per logged image (decode with ImageExampleGen's code, measure, tf.Example, write) | {writer_us:.0f} |",
+             "", f"- {logged} images logged, {per_second} a second ({wall:.1f} s)",
+             f"- at rate {args.rate:g}: **{in_server:.1f} us** of CPU per request in the server process, and "
+             f"{args.rate * writer_us:.1f} us in the writer process (nice {NICENESS}): "
+             f"**{per_request:.1f} us** in all"]
     if args.server_cpu_us:
         lines.append(f"- against the server's {args.server_cpu_us:.0f} us of CPU per image with logging off: "
                      f"**{100 * per_request / args.server_cpu_us:.2f}%** more CPU per request, i.e. a CPU-bound "

@@ -60,6 +60,7 @@ class ServingCore:
         if options.request_log is not None:
             self.request_log = RequestLogger(options.request_log)
             self.metrics.add(self.request_log.counts)
+            self.metrics.add(self.request_log.writers)
         self._queues: dict[tuple[int, str], BatchQueue] = {}
         self.manager = ModelManager(
             make_loader(options.enable_model_warmup, tags=options.saved_model_tags),

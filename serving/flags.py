@@ -278,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--request_log_max_total_bytes", type=int, default=log_defaults.max_total_bytes,
                    help="Disk budget of --request_log_dir: the oldest files are deleted to stay under it.")
     p.add_argument("--request_log_queue_size", type=int, default=log_defaults.queue_size,
-                   help="Sampled requests waiting to be written; when full, requests are not logged (counted).")
+                   help="Sampled requests waiting for the writer process; when full, requests are not logged (counted).")
     return p
 
 

@@ -1,23 +1,29 @@
 """The request log of `lenspipe serve --request_log_dir`: a sample of served images as TFRecords of tf.Examples.
 
-The request thread only decides whether to sample and puts a reference to the request's inputs on a
-bounded queue (full: the request is dropped and counted). A background thread decodes each image
-with ImageExampleGen's own code (components/image_example_gen/decoding.py: measure_image and
-property_features), so the logged
-properties are the training features key by key, adds the model name and version that answered,
-and appends to a TFRecord file. Files are written under a temporary name and renamed when closed
-(by size or age), so a reader never sees half a file; the oldest closed files are deleted to keep
-the directory under its byte budget.
+The server process does as little as it can: the request thread decides whether to sample and
+appends a reference to the request's inputs to a bounded deque (full: the request is not logged, and
+counted); a sender thread wakes every SEND_INTERVAL seconds and ships what has gathered, pickled in
+one frame, down a pipe to a writer process (serving/request_log_writer.py). That process decodes each
+image with ImageExampleGen's own code, adds the model name and version that answered, and writes
+the TFRecord files (rotation, byte budget, temporary names). A writer thread inside the server cost
+7-12% of throughput at rate 0.1 although it was busy ~1% of the time: any Python work it did held the
+GIL the HTTP loop and the batch thread needed (bench/results/serving-request-log.md).
+
+The writer process reports its counters and flush acknowledgements back as JSON lines on its stdout;
+when the server stops (or dies), the end of the pipe tells the writer to close and publish its file.
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
-import datetime as dt
+import json
 import logging
 import os
-import queue
+import pickle
 import random
 import re
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -29,10 +35,17 @@ log = logging.getLogger(__name__)
 
 FILE_PREFIX = "requests-"
 FILE_SUFFIX = ".tfrecord"
-TEMP_PREFIX = ".writing-"  # + <pid>-<token>-<final name>; never matched by readers' requests-*.tfrecord
-_TEMP = re.compile(r"^\.writing-(?P<pid>[0-9]+)-(?P<token>[0-9a-f]+)-")
-_LIVE_TOKENS: set[str] = set()  # the loggers open in this process
+TEMP_PREFIX = ".writing-"  # + <writer pid>-<final name>; never matched by readers' requests-*.tfrecord
+_TEMP = re.compile(r"^\.writing-(?P<pid>[0-9]+)-")
 RECORD_OVERHEAD = 16  # TFRecord framing: length (8), its CRC (4), the data's CRC (4)
+# Seconds between the sender thread's wake-ups (sooner when half the queue is full); a request never
+# waits for it. Long on purpose: the writer decodes a batch that arrives at once for about a third of
+# the CPU per image that the same images cost arriving a few at a time (cold caches after each pause).
+SEND_INTERVAL = 1.0
+HEADER = 8  # a frame is an 8-byte little-endian length, then that many bytes of pickle
+RESTART_SECONDS = 10.0  # a writer process that died is restarted at most this often
+# What the writer process counts (the server counts "sampled" and "dropped_queue_full" itself).
+WRITER_OUTCOMES = ("logged", "dropped_too_large", "skipped_undecodable", "files_deleted_for_budget", "failed")
 
 
 def finished_files(directory: Path) -> list[Path]:
@@ -66,7 +79,9 @@ class RequestLogOptions:
 
 
 @dataclasses.dataclass(frozen=True)
-class _Entry:
+class Entry:
+    """One sampled request, as the writer process receives it."""
+
     model_name: str
     model_version: int
     signature_name: str
@@ -76,10 +91,34 @@ class _Entry:
     examples: bool  # True: `images` holds serialized tf.Examples whose image feature is the image
 
 
-class RequestLogger:
-    """Samples requests on the caller's thread; decodes and writes them on its own thread.
+@dataclasses.dataclass(frozen=True)
+class Flush:
+    """Asks the writer process to say `{"flushed": token}` once everything before it is written."""
 
-    ``offer_*`` are cheap (a random draw, and for a sampled request one non-blocking put); call
+    token: int
+
+
+def frame(messages: list) -> bytes:
+    payload = pickle.dumps(messages, protocol=pickle.HIGHEST_PROTOCOL)
+    return len(payload).to_bytes(HEADER, "little") + payload
+
+
+def unframe(buffer: bytearray) -> list:
+    """The messages of every whole frame at the start of ``buffer``, which loses those bytes."""
+    messages: list = []
+    while len(buffer) >= HEADER:
+        size = int.from_bytes(buffer[:HEADER], "little")
+        if len(buffer) < HEADER + size:
+            break
+        messages += pickle.loads(bytes(buffer[HEADER:HEADER + size]))  # our own writer's pipe, not the network
+        del buffer[:HEADER + size]
+    return messages
+
+
+class RequestLogger:
+    """Samples requests on the caller's thread; a writer process decodes and writes them.
+
+    ``offer_*`` are cheap (a random draw, and for a sampled request one deque append); call
     ``close()`` once to write what is queued and close the open file.
     """
 
@@ -93,25 +132,37 @@ class RequestLogger:
         self._rate = options.sample_rate
         self._random = rng or random.Random().random
         self._clock = clock
-        self._queue: queue.Queue[Optional[_Entry]] = queue.Queue(maxsize=options.queue_size)
+        # Appended by request threads, emptied by the sender: no lock, no wake-up on the request path.
+        self._pending: collections.deque = collections.deque()
+        self._send_at = max(1, options.queue_size // 2)
         self.counts = Counter("/lenspipe/serving/request_log/count",
                               "Requests and images seen by the request log, by outcome.", "outcome")
+        self.writers = Counter("/lenspipe/serving/request_log/writer_processes",
+                               "Request log writer processes started, ready (warmed up) and found stopped.", "state")
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._token = f"{random.getrandbits(32):08x}"
-        self._remove_stale_temp_files()
-        _LIVE_TOKENS.add(self._token)
-        self._finished = {p: p.stat().st_size for p in finished_files(self.directory)}
-        self._writer = None  # tf.io.TFRecordWriter of the open file
-        self._temp: Optional[Path] = None
-        self._final: Optional[Path] = None
-        self._size = 0
-        self._opened_at = 0.0
-        self._seq = 0
-        self._thread = threading.Thread(target=self._run, name="request-log", daemon=True)
-        self._thread.start()
+        remove_stale_temp_files(self.directory)
+        self._wake = threading.Event()
+        self.ready = threading.Event()  # set once the writer process has loaded what it needs
+        self._acked = threading.Condition()
+        self._flushed = 0  # the highest Flush token the writer has acknowledged
+        self._tokens = iter(range(1, 1 << 62))
+        self._closing = False
+        self._started_at = float("-inf")
+        self._process: Optional[subprocess.Popen] = None
+        self._stopped_pid: Optional[int] = None  # the last writer counted as stopped
+        self._readers: list[threading.Thread] = []
+        self._start_writer()
+        self._sender = threading.Thread(target=self._send_loop, name="request-log-sender", daemon=True)
+        self._sender.start()
         log.info("request log: sampling %.3g of predict/classify requests into %s (files up to %d bytes "
-                 "or %g s, at most %d bytes in all, queue %d)", self._rate, self.directory,
-                 options.max_file_bytes, options.max_file_seconds, options.max_total_bytes, options.queue_size)
+                 "or %g s, at most %d bytes in all, queue %d; writer process %d)", self._rate, self.directory,
+                 options.max_file_bytes, options.max_file_seconds, options.max_total_bytes, options.queue_size,
+                 self._process.pid)
+
+    @property
+    def writer_pid(self) -> Optional[int]:
+        """The writer process's pid (None once it has stopped)."""
+        return self._process.pid if self._process is not None and self._process.poll() is None else None
 
     # ---- the request thread --------------------------------------------------------------------
 
@@ -124,16 +175,16 @@ class RequestLogger:
         if key is None:
             self.counts.inc("skipped_no_image_input")
             return
-        self._put(_Entry(model_name, model_version, signature_name or "serving_default", "predict",
-                         self._clock(), inputs[key], False))
+        self._put(Entry(model_name, model_version, signature_name or "serving_default", "predict",
+                        self._clock(), inputs[key], False))
 
     def offer_examples(self, model_name: str, model_version: int, signature_name: str,
                        examples: Sequence[bytes]) -> None:
         """Log a :classify request's tf.Examples (their image feature) if it is sampled."""
         if self._random() >= self._rate:
             return
-        self._put(_Entry(model_name, model_version, signature_name or "serving_default", "classify",
-                         self._clock(), examples, True))
+        self._put(Entry(model_name, model_version, signature_name or "serving_default", "classify",
+                        self._clock(), examples, True))
 
     def _image_input(self, specs: dict) -> Optional[str]:
         # lenspipe's models name it image_bytes; any other model: its one string input, if it has one.
@@ -142,163 +193,138 @@ class RequestLogger:
         strings = [name for name, spec in specs.items() if spec.is_string]
         return strings[0] if len(strings) == 1 else None
 
-    def _put(self, entry: _Entry) -> None:
-        try:
-            self._queue.put_nowait(entry)
-        except queue.Full:
+    def _put(self, entry: Entry) -> None:
+        # Request threads only append, so the length can only be over-read by the sender's pops:
+        # the bound holds within the number of request threads.
+        if len(self._pending) >= self.options.queue_size:
             self.counts.inc("dropped_queue_full")
             return
+        self._pending.append(entry)
         self.counts.inc("sampled")
+        if len(self._pending) == self._send_at:
+            self._wake.set()
 
-    # ---- the writer thread ---------------------------------------------------------------------
+    # ---- the sender thread ---------------------------------------------------------------------
 
-    def _run(self) -> None:
+    def _send_loop(self) -> None:
         while True:
-            timeout = None
-            if self._writer is not None:
-                timeout = max(0.0, self._opened_at + self.options.max_file_seconds - time.monotonic())
-            try:
-                entry = self._queue.get(timeout=timeout)
-            except queue.Empty:
-                self._close_file()  # open too long: make what it holds visible
-                continue
-            if entry is None:
-                self._close_file()
-                self._queue.task_done()
+            self._wake.wait(SEND_INTERVAL)
+            self._wake.clear()
+            messages = []
+            while self._pending:  # only this thread pops
+                messages.append(self._pending.popleft())
+            stop = self._closing and not self._pending
+            if messages:
+                self._send(messages)
+            if stop:
+                if self._process is not None and self._process.stdin is not None:
+                    self._process.stdin.close()  # end of input: the writer publishes its file and exits
                 return
+
+    def _send(self, messages: list) -> None:
+        data = frame(messages)
+        for _ in range(2):  # once more with a restarted writer if this one is gone
+            if not self._start_writer():
+                break
+            process = self._process
+            assert process is not None and process.stdin is not None
             try:
-                for record in self._records(entry):
-                    self._write(record)
-            except Exception:  # a bug here must not stop the log; the request was already answered
-                log.exception("request log: could not log a %s request", entry.api)
-                self.counts.inc("failed")
-            finally:
-                self._queue.task_done()
+                # A blocking write on this thread (the GIL is released while it waits): when the
+                # writer falls behind, the pipe fills, this waits, and requests drop at the deque.
+                process.stdin.write(data)  # buffered: writes all of it
+                process.stdin.flush()
+                return
+            except (BrokenPipeError, OSError, ValueError):
+                process.wait(5)
+                self._note_stopped(process)
+        images = sum(1 for m in messages if isinstance(m, Entry))
+        self.counts.inc("failed", amount=images)
+        self._ack(max((m.token for m in messages if isinstance(m, Flush)), default=0))
 
-    def _records(self, entry: _Entry):
-        import tensorflow as tf
+    def _note_stopped(self, process: subprocess.Popen) -> None:
+        if process.pid != self._stopped_pid:
+            self._stopped_pid = process.pid
+            self.writers.inc("stopped")
+            log.error("request log: the writer process (pid %d) stopped (exit %s); it is restarted at the next "
+                      "frame, at most every %g s", process.pid, process.poll(), RESTART_SECONDS)
 
-        from components.image_example_gen.decoding import BadImage, detect_format, measure_image, property_features
+    def _start_writer(self) -> bool:
+        """Start a writer process (not more than once per RESTART_SECONDS); True if one is running."""
+        if self._process is not None:
+            if self._process.poll() is None:
+                return True
+            self._note_stopped(self._process)
+        if time.monotonic() - self._started_at < RESTART_SECONDS:
+            return False
+        self._started_at = time.monotonic()
+        repo = str(Path(__file__).resolve().parents[1])
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")]))}
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "serving.request_log_writer", json.dumps(dataclasses.asdict(self.options))],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+        self.writers.inc("started")
+        reader = threading.Thread(target=self._read_loop, args=(self._process,), name="request-log-reader",
+                                  daemon=True)
+        reader.start()
+        self._readers.append(reader)
+        return True
 
-        f = self._features
+    def _read_loop(self, process: subprocess.Popen) -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            message = json.loads(line)
+            for outcome, amount in message.get("counts", {}).items():
+                self.counts.inc(outcome, amount=amount)
+            if "flushed" in message:
+                self._ack(message["flushed"])
+            if message.get("ready"):
+                log.info("request log: writer process %d ready", process.pid)
+                self.writers.inc("ready")
+                self.ready.set()
 
-        def text(value: str) -> tf.train.Feature:
-            return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode("utf-8")]))
-
-        about = {  # the same for every image of the request
-            f.REQUEST_MODEL_NAME_KEY: text(entry.model_name),
-            f.REQUEST_MODEL_VERSION_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[entry.model_version])),
-            f.REQUEST_SIGNATURE_KEY: text(entry.signature_name),
-            f.REQUEST_API_KEY: text(entry.api),
-            f.REQUEST_TIME_KEY: tf.train.Feature(float_list=tf.train.FloatList(value=[entry.at])),
-        }
-        for item in list(entry.images.reshape(-1)) if hasattr(entry.images, "reshape") else entry.images:
-            data = item
-            if entry.examples:
-                example = tf.train.Example()
-                try:
-                    example.ParseFromString(item)
-                    data = example.features.feature[f.IMAGE_KEY].bytes_list.value[0]
-                except Exception:  # noqa: BLE001 - not a tf.Example with an image: nothing to measure
-                    self.counts.inc("skipped_undecodable")
-                    continue
-            image_format = detect_format(data) if isinstance(data, bytes) else None
-            if image_format is None:
-                self.counts.inc("skipped_undecodable")
-                continue
-            try:
-                # The model already decoded these bytes: TensorFlow's decode (the authority ExampleGen
-                # uses too) without ExampleGen's extra PIL check, which would double the cost.
-                info = measure_image(data, image_format)
-            except BadImage:
-                self.counts.inc("skipped_undecodable")
-                continue
-            feature = {
-                f.IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[data])),
-                **property_features(info),
-                **about,
-            }
-            yield tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
-
-    def _write(self, record: bytes) -> None:
-        size = len(record) + RECORD_OVERHEAD
-        if size > self.options.max_file_bytes:
-            self.counts.inc("dropped_too_large")
-            return
-        if self._writer is not None and self._size + size > self.options.max_file_bytes:
-            self._close_file()
-        self._make_room(size)
-        if self._writer is None:
-            self._open_file()
-        self._writer.write(record)
-        self._size += size
-        self.counts.inc("logged")
-
-    def _open_file(self) -> None:
-        import tensorflow as tf
-
-        stamp = dt.datetime.fromtimestamp(self._clock(), dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
-        self._seq += 1
-        self._final = self.directory / f"{FILE_PREFIX}{stamp}-{os.getpid()}-{self._seq:06d}{FILE_SUFFIX}"
-        self._temp = self.directory / f"{TEMP_PREFIX}{os.getpid()}-{self._token}-{self._final.name}"
-        self._writer = tf.io.TFRecordWriter(str(self._temp))
-        self._size = 0
-        self._opened_at = time.monotonic()
-
-    def _close_file(self) -> None:
-        if self._writer is None:
-            return
-        self._writer.close()
-        assert self._temp is not None and self._final is not None
-        os.replace(self._temp, self._final)
-        self._finished[self._final] = self._final.stat().st_size
-        self._writer = self._temp = self._final = None
-        self._size = 0
-
-    def _make_room(self, size: int) -> None:
-        """Delete the oldest closed files until closed + open + `size` bytes fit the budget."""
-        budget = self.options.max_total_bytes
-        while self._finished and sum(self._finished.values()) + self._size + size > budget:
-            oldest = min(self._finished)
-            self._finished.pop(oldest)
-            try:
-                oldest.unlink()
-            except FileNotFoundError:
-                pass
-            self.counts.inc("files_deleted_for_budget")
-
-    def _remove_stale_temp_files(self) -> None:
-        # A server that died mid-file left a temporary one; another live server's stay.
-        for path in self.directory.glob(f"{TEMP_PREFIX}*"):
-            m = _TEMP.match(path.name)
-            if m and (m["token"] in _LIVE_TOKENS if int(m["pid"]) == os.getpid() else _alive(int(m["pid"]))):
-                continue
-            path.unlink(missing_ok=True)
-            log.info("request log: removed %s, left half-written by a server that stopped", path.name)
+    def _ack(self, token: int) -> None:
+        with self._acked:
+            self._flushed = max(self._flushed, token)
+            self._acked.notify_all()
 
     # ---- shutdown ------------------------------------------------------------------------------
 
-    def close(self, timeout: float = 30.0) -> None:
-        """Write what is queued, close and publish the open file, stop the thread."""
-        deadline = time.monotonic() + timeout
-        while self._thread.is_alive():
-            try:
-                self._queue.put(None, timeout=0.1)
-                break
-            except queue.Full:
-                if time.monotonic() > deadline:
-                    break
-        self._thread.join(max(0.0, deadline - time.monotonic()))
-        _LIVE_TOKENS.discard(self._token)
-        log.info("request log: %s", ", ".join(f"{k} {int(self.counts.value(k))}" for k in (
-            "sampled", "logged", "dropped_queue_full", "dropped_too_large", "skipped_undecodable",
-            "files_deleted_for_budget")))
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Wait until everything offered so far is written to the open file (not yet visible)."""
+        token = next(self._tokens)
+        self._pending.append(Flush(token))
+        self._wake.set()
+        with self._acked:
+            return self._acked.wait_for(lambda: self._flushed >= token, timeout)
 
-    def flush(self, timeout: float = 30.0) -> None:
-        """Wait until everything queued so far is written to the open file (not yet visible)."""
+    def close(self, timeout: float = 30.0) -> None:
+        """Write what is queued, close and publish the open file, stop the writer process."""
         deadline = time.monotonic() + timeout
-        while self._queue.unfinished_tasks and time.monotonic() < deadline:
-            time.sleep(0.01)
+        self._closing = True
+        self._wake.set()
+        self._sender.join(timeout)
+        if self._process is not None:
+            try:
+                self._process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.error("request log: the writer process did not finish in %.0f s; stopping it", timeout)
+                self._process.kill()
+                self._process.wait()
+        for reader in self._readers:
+            reader.join(max(0.1, deadline - time.monotonic()))
+        log.info("request log: %s", ", ".join(f"{k} {int(self.counts.value(k))}" for k in (
+            "sampled", "dropped_queue_full", *WRITER_OUTCOMES)))
+
+
+def remove_stale_temp_files(directory: Path) -> None:
+    """Remove the temporary files of writer processes that died mid-file; a live writer's stay."""
+    for path in directory.glob(f"{TEMP_PREFIX}*"):
+        m = _TEMP.match(path.name)
+        if m and _alive(int(m["pid"])):
+            continue
+        path.unlink(missing_ok=True)
+        log.info("request log: removed %s, left half-written by a server that stopped", path.name)
 
 
 def _alive(pid: int) -> bool:

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from components.image_example_gen.decoding import inspect_image
+from components.image_example_gen.decoding import inspect_image, property_features
 from lenspipe import features
+from serving import request_log
 from serving.flags import ConfigError, parse_server_options
 from serving.request_log import FILE_PREFIX, TEMP_PREFIX, RequestLogger, RequestLogOptions, finished_files
 from serving.servable import TensorSpec
@@ -67,6 +70,12 @@ def test_a_logged_request_holds_the_image_its_examplegen_properties_and_the_serv
         assert value(record, features.REQUEST_MODEL_VERSION_KEY) == version
         assert value(record, features.REQUEST_API_KEY) == api
         assert value(record, features.REQUEST_SIGNATURE_KEY) == "serving_default"
+        expected = property_features(info)  # what ImageExampleGen writes: the same keys, of the same kinds
+        request_keys = {features.IMAGE_KEY, features.REQUEST_MODEL_NAME_KEY, features.REQUEST_MODEL_VERSION_KEY,
+                        features.REQUEST_SIGNATURE_KEY, features.REQUEST_API_KEY, features.REQUEST_TIME_KEY}
+        assert set(record.features.feature) == set(expected) | request_keys
+        assert {k: record.features.feature[k].WhichOneof("kind") for k in expected} == \
+            {k: f.WhichOneof("kind") for k, f in expected.items()}
     assert logger.counts.value("logged") == 3
 
 
@@ -106,6 +115,7 @@ def test_files_rotate_by_size_and_appear_only_when_closed(tmp_path):
 def test_an_idle_open_file_is_closed_after_max_file_seconds(tmp_path):
     logger = RequestLogger(RequestLogOptions(str(tmp_path), sample_rate=1.0, max_file_seconds=0.2))
     predict(logger, images(1))
+    assert logger.flush()  # the record is in the open file; from here on nothing else happens
     done = threading.Event()
     for _ in range(100):
         if finished_files(tmp_path):
@@ -137,24 +147,48 @@ def test_the_directory_stays_within_its_byte_budget_and_keeps_the_newest_request
     assert kept == pngs[-len(kept):]  # the oldest went first
 
 
-def test_a_full_queue_drops_and_counts_without_blocking_the_request_thread(tmp_path, monkeypatch):
-    release = threading.Event()
+def test_a_stalled_writer_fills_the_queue_and_requests_drop_and_count_without_blocking(tmp_path):
     logger = RequestLogger(RequestLogOptions(str(tmp_path), sample_rate=1.0, queue_size=2))
-    original = logger._records
-
-    def slow(entry):  # the writer thread stalls on its first entry
-        release.wait(30)
-        return original(entry)
-    monkeypatch.setattr(logger, "_records", slow)
-    pngs = images(10)
-    for png in pngs:
-        predict(logger, [png])
-    sampled, dropped = logger.counts.value("sampled"), logger.counts.value("dropped_queue_full")
-    release.set()
+    pid = logger.writer_pid
+    os.kill(pid, signal.SIGSTOP)  # the writer process stops reading: its pipe fills, then the queue
+    try:
+        pngs = images(300, side=128)  # noise PNGs of ~16 KiB: a few fill the pipe
+        offered = 0
+        while logger.counts.value("dropped_queue_full") < 5 and offered < len(pngs):
+            predict(logger, [pngs[offered]])
+            offered += 1
+            time.sleep(0.06)  # let the sender wake up and block on the full pipe
+        sampled, dropped = logger.counts.value("sampled"), logger.counts.value("dropped_queue_full")
+    finally:
+        os.kill(pid, signal.SIGCONT)
     logger.close()
-    assert sampled + dropped == 10
-    assert 2 <= sampled <= 3 and dropped >= 7  # the queue's 2, plus at most the one the writer holds
+    assert dropped >= 5, f"nothing was dropped in {offered} requests while the writer was stopped"
+    assert sampled + dropped == offered
+    assert logger.counts.value("logged") == sampled  # every request the log accepted is in a file
     assert len(read_all(tmp_path)) == sampled
+
+
+def test_a_writer_process_that_dies_is_restarted_and_its_half_written_file_removed(tmp_path, monkeypatch):
+    monkeypatch.setattr(request_log, "RESTART_SECONDS", 0.0)
+    pngs = images(4)
+    logger = RequestLogger(RequestLogOptions(str(tmp_path), sample_rate=1.0))
+    predict(logger, pngs[:1])
+    assert logger.flush()
+    first = logger.writer_pid
+    os.kill(first, signal.SIGKILL)
+    while logger.writer_pid is not None:
+        time.sleep(0.01)
+    for png in pngs[1:]:
+        predict(logger, [png])
+    assert logger.flush()
+    assert logger.writer_pid not in (None, first)
+    logger.close()
+    logged = [value(r, features.IMAGE_KEY) for r in read_all(tmp_path)]
+    assert logged == pngs[1:]  # the killed writer's open file was never published (and is removed below)
+    assert logger.counts.value("logged") == 4 and logger.counts.value("failed") == 0
+    assert [logger.writers.value(state) for state in ("started", "ready", "stopped")] == [2, 2, 1]
+    RequestLogger(RequestLogOptions(str(tmp_path), sample_rate=1.0)).close()
+    assert not any(p.name.startswith(TEMP_PREFIX) for p in tmp_path.iterdir())
 
 
 def test_a_record_larger_than_a_file_is_dropped_and_counted(tmp_path):
@@ -187,3 +221,15 @@ def test_request_log_flags_parse_into_the_options(tmp_path):
     assert options.request_log == RequestLogOptions(str(tmp_path / "log"), 0.1, max_file_bytes=4096)
     assert parse_server_options(["--model_base_path", str(tmp_path)]).request_log is None
     assert os.path.basename(options.request_log.directory) == "log"
+
+
+def test_images_that_do_not_decode_are_skipped_and_counted_and_the_rest_logged_in_order(tmp_path):
+    good = images(3)
+    bad_bmp = b"BM" + b"\0" * 60  # a BMP signature, no decodable image behind it
+    logger = RequestLogger(RequestLogOptions(str(tmp_path), sample_rate=1.0))
+    predict(logger, [good[0], b"not an image", bad_bmp, good[1]])
+    logger.offer_examples("digits", 3, "", [b"\xff not a tf.Example", tf.train.Example(features=tf.train.Features(
+        feature={features.IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[good[2]]))})).SerializeToString()])
+    logger.close()
+    assert [value(r, features.IMAGE_KEY) for r in read_all(tmp_path)] == good
+    assert logger.counts.value("skipped_undecodable") == 3 and logger.counts.value("logged") == 3
