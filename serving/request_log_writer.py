@@ -211,6 +211,8 @@ def serve(options: RequestLogOptions, fd: int) -> None:
             else:
                 batch.append(message)
         write_batch(batch, files)
+        if files.seconds_left() == 0.0:
+            files.close_file()  # due by age while requests kept coming
         if time.monotonic() - reported >= REPORT_SECONDS:
             _report(files)
             reported = time.monotonic()
