@@ -198,13 +198,13 @@ def _cpu_seconds(pid: int) -> float:
 
     The children count: a logging server's request log writer is a child process.
     """
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        children = []
-    return own + sum(_cpu_seconds(int(child)) for child in children if Path(f"/proc/{child}").exists())
+    except OSError:  # a child that exited since its parent listed it
+        return 0.0
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return own + sum(_cpu_seconds(int(child)) for child in children)
 
 
 def _measure_with_cpu(url: str, concurrency: int, seconds: float, bodies: Path, pid: int) -> dict:
@@ -257,17 +257,18 @@ def render_logging(rounds: dict[str, dict[int, list[dict]]], levels: list[int], 
     return rows
 
 
-def _request_log_counts(url: str) -> dict[str, float]:
-    counts = {}
+def _prometheus_family(url: str, family: str) -> dict[str, float]:
+    """label value -> value of one single-label family on a Prometheus page ({} if unreachable)."""
+    values = {}
     try:
         with urllib.request.urlopen(url, timeout=10) as response:
             for line in response.read().decode().splitlines():
-                if line.startswith(":lenspipe:serving:request_log:count{"):
-                    outcome = line.split('outcome="', 1)[1].split('"', 1)[0]
-                    counts[outcome] = float(line.rsplit(" ", 1)[1])
+                if line.startswith(family + "{"):
+                    label = line.split('="', 1)[1].split('"', 1)[0]
+                    values[label] = float(line.rsplit(" ", 1)[1])
     except OSError:
         pass
-    return counts
+    return values
 
 
 def _wait_writer_ready(url: str, limit: float = 300.0) -> None:
@@ -278,13 +279,8 @@ def _wait_writer_ready(url: str, limit: float = 300.0) -> None:
     """
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=10) as response:
-                if any(line.startswith(':lenspipe:serving:request_log:writer_processes{state="ready"}')
-                       for line in response.read().decode().splitlines()):
-                    return
-        except OSError:
-            pass
+        if _prometheus_family(url, ":lenspipe:serving:request_log:writer_processes").get("ready"):
+            return
         time.sleep(0.5)
     raise RuntimeError(f"the request log's writer process was not ready after {limit:.0f}s")
 
@@ -430,8 +426,8 @@ def main(argv: list[str] | None = None) -> int:
                     limit.stdin.flush()
                     rounds["limit"][c].append(json.loads(limit.stdout.readline()))
             results = {k: [_median_point(v[c]) for c in levels] for k, v in rounds.items() if k != "logged"}
-            logging_rows = render_logging(rounds, levels, args.request_log_rate, _request_log_counts(
-                f"http://127.0.0.1:{log_port}/metrics")) if args.request_log_rate > 0 else []
+            logging_rows = render_logging(rounds, levels, args.request_log_rate, _prometheus_family(
+                f"http://127.0.0.1:{log_port}/metrics", ":lenspipe:serving:request_log:count")) if args.request_log_rate > 0 else []
         finally:
             limit.stdin.close()
             limit.wait(60)

@@ -143,12 +143,19 @@ def measure_images(datas: Sequence[bytes], formats: Sequence[str]) -> list:
         return [_measured(data, image_format) for data, image_format in zip(datas, formats)]
     infos: list = []
     for (height, width, channels), mean, image_format in zip(shapes.numpy(), means.numpy(), formats):
-        if height == 0 or width == 0:
-            infos.append(BadImage(f"{image_format} has no pixels ({height}x{width})"))
-        else:
-            infos.append(ImageInfo(height=int(height), width=int(width), channels=int(channels),
-                                   format=image_format, brightness=float(mean)))
+        try:
+            _check_pixels(height, width, image_format)
+        except BadImage as error:
+            infos.append(error)
+            continue
+        infos.append(ImageInfo(height=int(height), width=int(width), channels=int(channels),
+                               format=image_format, brightness=float(mean)))
     return infos
+
+
+def _check_pixels(height: int, width: int, image_format: str) -> None:
+    if height == 0 or width == 0:
+        raise BadImage(f"{image_format} has no pixels ({height}x{width})")
 
 
 def _measured(data: bytes, image_format: str):
@@ -189,8 +196,7 @@ def measure_image(data: bytes, image_format: str) -> ImageInfo:
     except (tf.errors.OpError, ValueError) as error:
         raise BadImage(f"TensorFlow cannot decode this {image_format}: {one_line(error)}") from None
     height, width, channels = pixels.shape
-    if height == 0 or width == 0:
-        raise BadImage(f"{image_format} has no pixels ({height}x{width})")
+    _check_pixels(height, width, image_format)
     # 1 = grey, 2 = grey + alpha, 3 = RGB, 4 = RGBA; alpha does not count towards brightness.
     grey = pixels[..., 0] if channels < 3 else pixels[..., :3] @ _LUMA
     return ImageInfo(
