@@ -105,17 +105,6 @@ def resize_matrix(size_in: int, size_out: int) -> np.ndarray:
     return resized[:, 0, :]
 
 
-def load_classifier(saved_model_dir: str):
-    """(loaded SavedModel, classifier fn: float [N, H, W, C] standardised -> probabilities)."""
-    loaded = tf.saved_model.load(saved_model_dir)
-    call = getattr(getattr(loaded, "model", None), _KERAS_CALL, None)
-    if call is None:
-        raise TFLiteExportError(
-            f"{saved_model_dir}: no Keras classifier under 'model' (export it with trainer/signatures.py)"
-        )
-    return loaded, call
-
-
 def build_tflite_function(classifier, prep: Preprocessing, *, float_input: bool = False) -> tf.types.experimental.ConcreteFunction:
     """The function TFLite converts: pixels -> resize -> clip -> (x - mean) / std -> classifier.
 
@@ -153,46 +142,82 @@ def build_tflite_function(classifier, prep: Preprocessing, *, float_input: bool 
     return tf.function(pixels_to_probabilities, input_signature=[spec], autograph=False).get_concrete_function()
 
 
+class Converter:
+    """Converts one SavedModel's classifier into any of the VARIANTS.
+
+    The SavedModel is loaded once and each input kind's function (uint8 pixels, or the
+    full-integer variant's fake-quantised floats) is traced once, however many variants are
+    converted: a load and a trace per variant cost a few seconds each.
+    """
+
+    def __init__(self, saved_model_dir: str, prep: Preprocessing) -> None:
+        self.saved_model_dir = saved_model_dir
+        self.prep = prep
+        self._loaded = None
+        self._functions: dict[bool, tf.types.experimental.ConcreteFunction] = {}
+
+    @property
+    def loaded(self):
+        """The loaded SavedModel (its serving signatures too)."""
+        if self._loaded is None:
+            self._loaded = tf.saved_model.load(self.saved_model_dir)
+        return self._loaded
+
+    def _function(self, float_input: bool) -> tf.types.experimental.ConcreteFunction:
+        if float_input not in self._functions:
+            call = getattr(getattr(self.loaded, "model", None), _KERAS_CALL, None)
+            if call is None:
+                raise TFLiteExportError(
+                    f"{self.saved_model_dir}: no Keras classifier under 'model' (export it with trainer/signatures.py)"
+                )
+            self._functions[float_input] = build_tflite_function(call, self.prep, float_input=float_input)
+        return self._functions[float_input]
+
+    def convert(self, variant: str, representative: Optional[RepresentativeData] = None) -> bytes:
+        """One TFLite flatbuffer of the classifier with ``prep`` baked in.
+
+        ``full_int8`` needs ``representative`` (uint8 images at ``prep.input_shape``). Builtin
+        ops only: a graph needing Flex ops fails the conversion (TFLiteExportError).
+        """
+        if variant not in VARIANTS:
+            raise ValueError(f"TFLite variant must be one of {VARIANTS}, got {variant!r}")
+        if variant == "full_int8" and representative is None:
+            raise ValueError("the full_int8 variant needs a representative dataset")
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([self._function(variant == "full_int8")], self.loaded)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        if variant == "float16":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.target_spec.supported_types = [tf.float16]
+        elif variant == "dynamic_int8":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        elif variant == "full_int8":
+
+            def floats() -> Iterator[list[np.ndarray]]:
+                for image in representative():
+                    yield [np.asarray(image, np.float32)]
+
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.representative_dataset = floats
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            converter.inference_input_type = tf.uint8
+        try:
+            with quiet_native_stderr():
+                return converter.convert()
+        except Exception as e:  # noqa: BLE001 - the converter raises many types; one line for the user
+            message = str(e).strip().splitlines()
+            raise TFLiteExportError(f"TFLite conversion of {variant} failed: {message[0] if message else type(e).__name__}") from e
+
+
 def convert(
     saved_model_dir: str,
     prep: Preprocessing,
     variant: str,
     representative: Optional[RepresentativeData] = None,
 ) -> bytes:
-    """One TFLite flatbuffer of the SavedModel's classifier with ``prep`` baked in.
-
-    ``full_int8`` needs ``representative`` (uint8 images at ``prep.input_shape``). Builtin
-    ops only: a graph needing Flex ops fails the conversion (TFLiteExportError).
-    """
+    """One variant of the SavedModel's classifier (Converter.convert; use a Converter for several)."""
     if variant not in VARIANTS:
         raise ValueError(f"TFLite variant must be one of {VARIANTS}, got {variant!r}")
-    loaded, classifier = load_classifier(saved_model_dir)
-    fn = build_tflite_function(classifier, prep, float_input=variant == "full_int8")
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([fn], loaded)
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    if variant == "float16":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.target_spec.supported_types = [tf.float16]
-    elif variant == "dynamic_int8":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    elif variant == "full_int8":
-        if representative is None:
-            raise ValueError("the full_int8 variant needs a representative dataset")
-
-        def floats() -> Iterator[list[np.ndarray]]:
-            for image in representative():
-                yield [np.asarray(image, np.float32)]
-
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = floats
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.uint8
-    try:
-        with quiet_native_stderr():
-            return converter.convert()
-    except Exception as e:  # noqa: BLE001 - the converter raises many types; one line for the user
-        message = str(e).strip().splitlines()
-        raise TFLiteExportError(f"TFLite conversion of {variant} failed: {message[0] if message else type(e).__name__}") from e
+    return Converter(saved_model_dir, prep).convert(variant, representative)
 
 
 def metadata(prep: Preprocessing, class_names: Sequence[str]) -> dict:

@@ -135,12 +135,13 @@ def build_and_check(
     result = CheckResult(input_shape=[1, *prep.input_shape], class_names=class_names)
     write_labels(os.path.join(out_dir, LABELS_FILE), class_names)
 
+    converter = tflite_export.Converter(saved_model_dir, prep)  # one load and trace for every variant
     classifiers: dict[str, TFLiteClassifier] = {}
     errors: dict[str, str] = {}
     for variant in cfg.variants:
         started = time.monotonic()
         try:
-            flatbuffer = tflite_export.convert(saved_model_dir, prep, variant, representative)
+            flatbuffer = converter.convert(variant, representative)
         except tflite_export.TFLiteExportError as e:
             errors[variant] = str(e)
             log.warning("TFLite %s: %s", variant, e)
@@ -150,7 +151,7 @@ def build_and_check(
         classifiers[variant] = TFLiteClassifier(path, num_threads=1, labels=class_names)
         log.info("TFLite %s: %d bytes, converted in %.1fs", variant, len(flatbuffer), time.monotonic() - started)
 
-    serve = tf.saved_model.load(saved_model_dir).signatures[features.SERVING_SIGNATURE]
+    serve = converter.loaded.signatures[features.SERVING_SIGNATURE]
     ids = {name: i for i, name in enumerate(class_names)}
     reference_correct, tallies = 0, {v: _Tally() for v in classifiers}
     for batch in _batches(((png, ids[label]) for png, label in test_examples if label in ids), _BATCH):
