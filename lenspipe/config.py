@@ -270,7 +270,8 @@ class RuntimeConfig(_Section):
     )
     seed: int = Field(42, ge=0, description="Seeds Python, NumPy, TF and KerasTuner; recorded with the model.")
     deterministic: bool = Field(
-        True, description="TF op determinism: the same data, config and seed give the same weights and metrics."
+        True, description="TF op determinism and oneDNN's kernels off in every step's process: the same data, "
+        "config and seed give the same weights and metrics, locally and on Kubeflow or Airflow."
     )
     metadata: Optional[str] = Field(
         None,
@@ -287,6 +288,16 @@ class RuntimeConfig(_Section):
     schedule: Optional[str] = Field(
         None, description="Airflow schedule of a compiled DAG ('@daily', a cron line); unset = manual runs only."
     )
+
+    def process_env(self) -> dict[str, str]:
+        """Environment every process that runs a component needs, set before TensorFlow is imported.
+
+        With ``deterministic``, oneDNN's custom CPU kernels are off: they may sum in an order
+        that depends on what the process ran before ("slightly different numerical results",
+        as TF logs at import), so a component run alone in a fresh process (one container per
+        step on Kubeflow, one task per process on Airflow) would drift from the local run.
+        """
+        return {"TF_ENABLE_ONEDNN_OPTS": "0"} if self.deterministic else {}
 
     @field_validator("beam_args")
     @classmethod

@@ -215,10 +215,8 @@ def _prepare_data(cfg) -> Path:
 
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = _load(args)
-    if cfg.runtime.deterministic:
-        # oneDNN's CPU kernels may sum in a different order from run to run ("slightly different
-        # numerical results", as TF logs at import): off before TensorFlow is first imported.
-        os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    for name, value in cfg.runtime.process_env().items():  # before TensorFlow is first imported
+        os.environ.setdefault(name, value)
     return _run_pipeline(cfg, str(_prepare_data(cfg)), verbose=args.verbose)
 
 

@@ -23,7 +23,7 @@ _DAG_TEMPLATE = '''"""Airflow DAG of the lenspipe pipeline {name!r}, written by 
 Put this file in Airflow's dags/ folder; the scheduler and workers need lenspipe installed.
 Recompile instead of editing: the config below is the validated one.
 """
-
+{env}
 from pipeline.runners.airflow import create_dag
 
 CONFIG = {config}
@@ -97,6 +97,19 @@ def check_queues(cfg: LenspipeConfig, data_root: str) -> dict[str, str]:
     return task_queues(cfg, build_pipeline(cfg, data_root, metadata=False))
 
 
+def _env_lines(cfg: LenspipeConfig) -> str:
+    """The DAG file's first statements: what `lenspipe run` sets before TensorFlow loads.
+
+    A task parses this file in a fresh (forked) process and TensorFlow loads on the import below;
+    an Airflow process that imported TensorFlow earlier (the preload plugin) sets the same itself.
+    """
+    env = cfg.runtime.process_env()
+    if not env:
+        return ""
+    lines = [f"os.environ.setdefault({name!r}, {value!r})" for name, value in env.items()]
+    return "\nimport os\n\n# runtime.deterministic: before TensorFlow is imported\n" + "\n".join(lines) + "\n"
+
+
 def compile_dag(cfg: LenspipeConfig, data_root: str, output_dir: Path) -> Path:
     """Write ``<output_dir>/<pipeline_name>_dag.py`` (temp file + rename); returns its path."""
     check_queues(cfg, data_root)  # a misspelt component in airflow.queues fails here, not in the scheduler
@@ -105,6 +118,8 @@ def compile_dag(cfg: LenspipeConfig, data_root: str, output_dir: Path) -> Path:
     path = output_dir / f"{cfg.runtime.pipeline_name}_dag.py"
     config = pprint.pformat(resolved_config(cfg), width=100, sort_dicts=True)  # a Python literal
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(_DAG_TEMPLATE.format(name=cfg.runtime.pipeline_name, config=config, data_root=data_root))
+    tmp.write_text(
+        _DAG_TEMPLATE.format(name=cfg.runtime.pipeline_name, config=config, data_root=data_root, env=_env_lines(cfg))
+    )
     tmp.replace(path)
     return path

@@ -7,11 +7,21 @@ and a file in Airflow's plugins folder holding
 ``from pipeline.runners.airflow_preload import LenspipePreload``.
 """
 
-from airflow.plugins_manager import AirflowPlugin
+import os
 
-import pipeline.pipeline  # noqa: F401 - the preload is the point
-import pipeline.runners.airflow  # noqa: F401
-import tfx.orchestration.airflow.airflow_dag_runner  # noqa: F401
+# TensorFlow loads below, before any DAG file runs: the default of runtime.deterministic
+# (oneDNN's kernels off, see RuntimeConfig.process_env) is set here. TF_ENABLE_ONEDNN_OPTS=1
+# in Airflow's environment turns them back on for DAGs compiled with deterministic=false.
+from lenspipe.config import RuntimeConfig
+
+for _name, _value in RuntimeConfig().process_env().items():
+    os.environ.setdefault(_name, _value)
+
+from airflow.plugins_manager import AirflowPlugin  # noqa: E402
+
+import pipeline.pipeline  # noqa: F401,E402 - the preload is the point
+import pipeline.runners.airflow  # noqa: F401,E402
+import tfx.orchestration.airflow.airflow_dag_runner  # noqa: F401,E402
 
 
 class LenspipePreload(AirflowPlugin):

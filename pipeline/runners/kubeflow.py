@@ -102,6 +102,11 @@ def compile_pipeline(
     parameters = job["pipelineSpec"]["root"]["inputDefinitions"]["parameters"]
     for name, value in defaults.items():
         parameters[name]["defaultValue"] = value
+    env = [{"name": name, "value": value} for name, value in cfg.runtime.process_env().items()]
+    if env:  # each step is a fresh process: it needs what `lenspipe run` sets before TensorFlow loads
+        for executor in job["pipelineSpec"]["deploymentSpec"]["executors"].values():
+            if "container" in executor:
+                executor["container"].setdefault("env", []).extend(env)
     output = Path(output).expanduser().resolve()
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(f".{output.name}.tmp")

@@ -10,6 +10,7 @@ launcher's part, done here.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -67,7 +68,8 @@ class Launcher:
         invocation = json.dumps(self.executor_input(task, artifacts))
         args = [invocation if a == "{{$}}" else a for a in step["args"]]
         command = [sys.executable if c == "python" else c for c in step["command"]]
-        return subprocess.run([*command, *args], capture_output=True, text=True, timeout=600)
+        env = {**os.environ, **{e["name"]: e["value"] for e in container.get("env", [])}}
+        return subprocess.run([*command, *args], capture_output=True, text=True, timeout=600, env=env)
 
     def output(self, task: str) -> dict:
         return json.loads((self.root / task / "executor_output.json").read_text())

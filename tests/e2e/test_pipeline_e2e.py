@@ -207,10 +207,14 @@ def _tree(root: Path) -> list:
     return sorted((str(p.relative_to(root)), p.read_bytes() if p.is_file() else b"") for p in root.rglob("*"))
 
 
+def _first_output(work: Path, node: str, key: str) -> Path:
+    return min((work / "pipelines" / "lenspipe" / node / key).iterdir(), key=lambda p: int(p.name))
+
+
 def _test_images(work: Path) -> list[bytes]:
     import tensorflow as tf
 
-    first = min((work / "pipelines" / "lenspipe" / "ImageExampleGen" / "examples").iterdir(), key=lambda p: int(p.name))
+    first = _first_output(work, "ImageExampleGen", "examples")
     files = sorted(first.glob("Split-test/*"))
     spec = {"image": tf.io.FixedLenFeature([], tf.string)}
     return [tf.io.parse_single_example(r, spec)["image"].numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
@@ -242,6 +246,38 @@ def test_same_data_config_and_seed_give_the_same_model(work, first_run, rerun_wi
               for v in ("1", "2"))
     assert len(p1) == first.split_counts["test"]
     np.testing.assert_array_equal(p1, p2)
+
+
+def _weights(saved_model: Path) -> dict:
+    import tensorflow as tf
+
+    reader = tf.train.load_checkpoint(str(saved_model / "variables" / "variables"))
+    return {n: reader.get_tensor(n) for n in reader.get_variable_to_shape_map() if n != "_CHECKPOINTABLE_OBJECT_GRAPH"}
+
+
+def test_tuner_and_trainer_run_alone_in_a_fresh_process_reproduce_the_local_run(work, first_run, tmp_path):
+    """The same artifacts on a cluster: each step alone in a new process (as in a Kubeflow container,
+    with the environment the compiled spec gives it) tunes and trains exactly as the one-process run."""
+    import numpy as np
+
+    from lenspipe.config import load_config
+
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    env.update(load_config(None, {}).runtime.process_env())  # what every compiled container sets
+    for node in ("Tuner", "Trainer"):
+        result = subprocess.run(
+            [sys.executable, "-m", "tests.e2e.rerun_component_driver", str(work / "metadata" / "lenspipe.sqlite"),
+             node, str(tmp_path / node)],
+            capture_output=True, text=True, env=env, timeout=600,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+    trials = _first_output(work, "Tuner", "tuner_results") / "tuner_results.json"
+    assert (tmp_path / "Tuner" / "tuner_results" / "tuner_results.json").read_bytes() == trials.read_bytes()
+    local = _weights(work / "serving" / "lenspipe" / "1")  # the first run's pushed Trainer model
+    fresh = _weights(tmp_path / "Trainer" / "model" / "Format-Serving")
+    assert sorted(fresh) == sorted(local) and len(local) > 10
+    for name, value in local.items():
+        np.testing.assert_array_equal(fresh[name], value, err_msg=name)
 
 
 @pytest.fixture(scope="module")
@@ -371,7 +407,7 @@ def test_html_report_opens_cleanly_in_chromium_at_desktop_and_phone_width(work, 
     assert f"html:       {page}" in result.stdout
     if chromium.chromium_binary() is None:
         pytest.fail("chromium is not installed: `make test-deps` installs Debian's chromium")
-    explained = min((work / "pipelines" / "lenspipe" / "Explainer" / "explanation").iterdir(), key=lambda p: int(p.name))
+    explained = _first_output(work, "Explainer", "explanation")
     explanation, heatmaps = read_explanation(str(explained))
     assert len(heatmaps) == len(explanation["items"]) > 0
     shots = tmp_path_factory.mktemp("report-screenshots")

@@ -18,7 +18,7 @@ from lenspipe.config import load_config
 from tests.e2e.test_pipeline_e2e import lenspipe
 
 LOAD_DAGBAG = r"""
-import json, sys
+import json, os, sys
 from airflow.models import DagBag
 bag = DagBag(dag_folder=sys.argv[1], include_examples=False)
 dag = bag.dags.get("lenspipe")
@@ -32,6 +32,7 @@ if dag is not None:
         metadata_password=gen["metadata_connection_config"].postgresql.password,
         beam_args=gen["beam_pipeline_args"],
         queues={t.task_id: t.queue for t in dag.tasks},
+        onednn=os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
     )
 print(json.dumps(out))
 """
@@ -54,6 +55,7 @@ def compiled(tmp_path_factory):
         AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT="300", LENSPIPE_METADATA_PASSWORD="pw-only-in-env",
         PYTHONPATH=os.pathsep.join(filter(None, [str(Path(__file__).parents[2]), os.environ.get("PYTHONPATH")])),
     )
+    env.pop("TF_ENABLE_ONEDNN_OPTS", None)  # the DAG file sets it: a task process starts without it
     loaded = subprocess.run(
         [sys.executable, "-c", LOAD_DAGBAG, str(dags)], env=env, capture_output=True, text=True, timeout=600
     )
@@ -90,14 +92,23 @@ def test_schedule_driver_and_metadata_come_from_the_runner(compiled):
     assert "pw-only-in-env" not in text and "postgresql://lenspipe@db.internal:5432/mlmd" in text
 
 
+def test_a_deterministic_dag_turns_onednn_off_before_tensorflow_loads(compiled):
+    _, dags, bag = compiled
+    assert bag["onednn"] == "0"  # set by parsing the DAG file, as in every task process
+    text = (dags / "lenspipe_dag.py").read_text()
+    assert text.index("TF_ENABLE_ONEDNN_OPTS") < text.index("from pipeline.runners.airflow import")
+
+
 def test_manual_schedule_by_default(tmp_path):
     result = lenspipe(
         "compile", "--target", "airflow", "--output", str(tmp_path / "dags"), "--work-dir", str(tmp_path / "w"),
-        "--set", "data.embedded_per_class=2",
+        "--set", "data.embedded_per_class=2", "--set", "runtime.deterministic=false",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "schedule none (trigger it)" in result.stdout
-    assert "'schedule': None" in (tmp_path / "dags" / "lenspipe_dag.py").read_text()
+    text = (tmp_path / "dags" / "lenspipe_dag.py").read_text()
+    assert "'schedule': None" in text
+    assert "TF_ENABLE_ONEDNN_OPTS" not in text  # not deterministic: TensorFlow's own default
 
 
 def test_each_task_has_its_configured_queue(compiled):

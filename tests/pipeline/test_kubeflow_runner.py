@@ -83,18 +83,24 @@ def test_image_caching_and_pipeline_root(compiled, spec, deployment):
     # One container per component; the resolver runs in Kubeflow's own importer/resolver step.
     assert len(containers) == len([n for n in spec.root.dag.tasks if "resolver" not in n])
     assert {c.image for c in containers} == {IMAGE}
+    # Every step is a fresh process: deterministic runs need oneDNN's kernels off there too.
+    assert all({(e.name, e.value) for e in c.env} == {("TF_ENABLE_ONEDNN_OPTS", "0")} for c in containers)
     assert all(t.caching_options.enable_cache for n, t in spec.root.dag.tasks.items() if "resolver" not in n)
     assert compiled["runtimeConfig"]["gcsOutputDirectory"] == ROOT
 
 
-def test_no_cache_compiles_tasks_without_caching(tmp_path):
+def test_no_cache_and_no_determinism_compile_plain_tasks(tmp_path):
     out = tmp_path / "p.json"
-    result = lenspipe("compile", "--target", "kubeflow", "--output", str(out), "--data", DATA, "--no-cache")
+    result = lenspipe(
+        "compile", "--target", "kubeflow", "--output", str(out), "--data", DATA, "--no-cache",
+        "--set", "runtime.deterministic=false",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     tasks = json.loads(out.read_text())["pipelineSpec"]["root"]["dag"]["tasks"]
     assert not any(t.get("cachingOptions", {}).get("enableCache") for t in tasks.values())
-    image = json.loads(out.read_text())["pipelineSpec"]["deploymentSpec"]["executors"]["Trainer_executor"]
-    assert image["container"]["image"] == "lenspipe:0.1.0"  # the Dockerfile's default tag
+    container = json.loads(out.read_text())["pipelineSpec"]["deploymentSpec"]["executors"]["Trainer_executor"]["container"]
+    assert container["image"] == "lenspipe:0.1.0"  # the Dockerfile's default tag
+    assert "env" not in container  # not deterministic: oneDNN stays as TensorFlow sets it
 
 
 def test_data_root_serving_dir_and_thresholds_are_runtime_parameters(compiled, spec):
