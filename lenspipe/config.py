@@ -299,6 +299,11 @@ class RuntimeConfig(_Section):
         """
         return {"TF_ENABLE_ONEDNN_OPTS": "0"} if self.deterministic else {}
 
+    def apply_process_env(self) -> None:
+        """Set :meth:`process_env` in this process (a variable the user set wins); before TensorFlow loads."""
+        for name, value in self.process_env().items():
+            os.environ.setdefault(name, value)
+
     @field_validator("beam_args")
     @classmethod
     def _check_beam_args(cls, value: list[str]) -> list[str]:

@@ -215,8 +215,7 @@ def _prepare_data(cfg) -> Path:
 
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = _load(args)
-    for name, value in cfg.runtime.process_env().items():  # before TensorFlow is first imported
-        os.environ.setdefault(name, value)
+    cfg.runtime.apply_process_env()  # before TensorFlow is first imported
     return _run_pipeline(cfg, str(_prepare_data(cfg)), verbose=args.verbose)
 
 

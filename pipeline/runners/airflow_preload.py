@@ -7,15 +7,12 @@ and a file in Airflow's plugins folder holding
 ``from pipeline.runners.airflow_preload import LenspipePreload``.
 """
 
-import os
-
 # TensorFlow loads below, before any DAG file runs: the default of runtime.deterministic
 # (oneDNN's kernels off, see RuntimeConfig.process_env) is set here. TF_ENABLE_ONEDNN_OPTS=1
 # in Airflow's environment turns them back on for DAGs compiled with deterministic=false.
 from lenspipe.config import RuntimeConfig
 
-for _name, _value in RuntimeConfig().process_env().items():
-    os.environ.setdefault(_name, _value)
+RuntimeConfig().apply_process_env()
 
 from airflow.plugins_manager import AirflowPlugin  # noqa: E402
 

@@ -42,6 +42,9 @@ def main() -> None:
     parser.add_argument("options", nargs=argparse.REMAINDER)
     args = parser.parse_args()
     options = [o for o in args.options if o != "--"]
+    from lenspipe.config import RuntimeConfig
+
+    RuntimeConfig().apply_process_env()  # as `lenspipe run` does, before TensorFlow loads
     import tensorflow  # noqa: F401 - imported once, before the forks; no TensorFlow op runs here
     import tfx.orchestration.beam.beam_dag_runner  # noqa: F401
     from pipeline import cli  # noqa: F401

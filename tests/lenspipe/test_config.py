@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from lenspipe.config import ConfigError, LenspipeConfig, load_config
@@ -99,3 +101,16 @@ def test_airflow_queues_default_and_override_per_component():
     cfg = load_config(None, {"airflow.train_queue": "gpu", "airflow.queues.Evaluator": "gpu"})
     assert cfg.airflow.train_queue == "gpu" and cfg.airflow.queues == {"Evaluator": "gpu"}
     assert load_config(None, {"airflow.queues": "{Tuner: cpu}"}).airflow.queues == {"Tuner": "cpu"}
+
+
+def test_deterministic_runs_turn_onednn_off_unless_the_user_set_it(monkeypatch):
+    deterministic = load_config().runtime
+    assert deterministic.process_env() == {"TF_ENABLE_ONEDNN_OPTS": "0"}
+    assert load_config(None, {"runtime.deterministic": "false"}).runtime.process_env() == {}
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "")  # recorded, so teardown restores the real value
+    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS")
+    deterministic.apply_process_env()
+    assert os.environ["TF_ENABLE_ONEDNN_OPTS"] == "0"
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "1")  # the user's own setting wins
+    deterministic.apply_process_env()
+    assert os.environ["TF_ENABLE_ONEDNN_OPTS"] == "1"
