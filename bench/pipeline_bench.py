@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         "# Pipeline benchmark",
         "",
         f"Command: `{command.strip()}`  ",
-        f"Machine: {os.cpu_count()} cores, Python {platform.python_version()}, {platform.machine()}  ",
+        f"Machine: {results_file.cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.machine()}  ",
         f"Data: embedded digits, {'all 1,797 images' if not args.per_class else f'{args.per_class} per class'}; "
         f"extra args: `{' '.join(args.extra) or 'none'}`",
         "",

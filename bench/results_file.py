@@ -1,4 +1,4 @@
-"""Writing a benchmark's results file: never half-written (temporary file, then rename)."""
+"""Writing a benchmark's results file: never half-written (temporary file, then rename); the CPU it ran on."""
 
 from __future__ import annotations
 
@@ -13,3 +13,14 @@ def write(path: str | Path, text: str) -> Path:
     tmp.write_text(text)
     tmp.replace(out)
     return out
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo: timings and even the last digits of metrics depend on it."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"

@@ -168,14 +168,7 @@ def _median_point(points: list[dict]) -> dict:
 
 
 def machine_facts() -> list[str]:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = results_file.cpu_model()
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return [f"CPU: {cpu}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, no GPU",
             f"Python {platform.python_version()} on {platform.system()} {platform.release()}",
