@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -146,16 +148,44 @@ def inspect_page(path: Path, screenshot: Path, width: int = 1024) -> PageReport:
     binary = chromium_binary()
     if binary is None:
         raise RuntimeError("chromium is not installed; `make test-deps` installs Debian's chromium")
-    with tempfile.TemporaryDirectory(prefix="lenspipe-chromium-") as profile:
+    profile = tempfile.mkdtemp(prefix="lenspipe-chromium-")
+    try:
+        # A session of its own: the browser's helpers (zygote, GPU, network, crashpad) are stopped with it.
         proc = subprocess.Popen([binary, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
         try:
             port = _devtools_port(Path(profile), proc)
             return asyncio.run(_inspect(port, path.resolve().as_uri(), width, screenshot))
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            _stop(proc)
+    finally:
+        _remove_profile(Path(profile))
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """SIGTERM the browser's process group, SIGKILL it after 20 s; then SIGKILL any helper still there."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # helpers outlive the browser process by a moment
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def _remove_profile(profile: Path, timeout: float = 10) -> None:
+    """Remove the profile; a helper dying after the browser may still be writing into it (ENOTEMPTY)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            shutil.rmtree(profile)
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
