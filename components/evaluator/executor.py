@@ -13,6 +13,8 @@ from tfx.dsl.io import fileio
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils
 
+from lenspipe import metrics
+
 log = logging.getLogger("lenspipe.evaluator")
 
 CLASSICAL_BASELINE_KEY = "classical_baseline"
@@ -62,7 +64,7 @@ def apply_baseline_gate(blessing: Any, accuracy: Optional[float], baseline_accur
     blessing.set_float_custom_property(CANDIDATE_ACCURACY_PROPERTY, accuracy)
     log.info("test accuracy: CNN %.4f, classical baseline %.4f", accuracy, baseline_accuracy)
     blessed = blessing.get_int_custom_property(constants.ARTIFACT_PROPERTY_BLESSED_KEY) == constants.BLESSED_VALUE
-    if beat and blessed and accuracy < baseline_accuracy:
+    if beat and blessed and metrics.below(accuracy, baseline_accuracy):
         reason = (
             f"the CNN's test accuracy {accuracy:.4f} is below the classical baseline's {baseline_accuracy:.4f} "
             "(evaluator.beat_baseline)"

@@ -79,6 +79,20 @@ def test_gate_unblesses_a_cnn_below_the_baseline(tmp_path):
     assert "0.9500 is below the classical baseline's 0.9700" in blessing.get_string_custom_property("not_blessed_reason")
 
 
+def test_gate_counts_a_tie_measured_in_float32_as_a_tie_and_one_image_less_as_below(tmp_path):
+    # TFMA's 180/181 passes through float32 and lands a hair under scikit-learn's float64 180/181.
+    tie = float(np.float32(180 / 181))
+    assert tie < 180 / 181
+    (tmp_path / "tie").mkdir()
+    tied = _blessing(tmp_path / "tie", blessed=True)
+    apply_baseline_gate(tied, accuracy=tie, baseline_accuracy=180 / 181, beat=True)
+    assert tied.get_int_custom_property("blessed") == 1
+    (tmp_path / "worse").mkdir()
+    worse = _blessing(tmp_path / "worse", blessed=True)
+    apply_baseline_gate(worse, accuracy=float(np.float32(179 / 181)), baseline_accuracy=180 / 181, beat=True)
+    assert worse.get_int_custom_property("blessed") == 0
+
+
 @pytest.mark.parametrize("accuracy, beat", [(0.97, True), (0.99, True), (0.50, False)])
 def test_gate_keeps_the_blessing_when_met_or_off(tmp_path, accuracy, beat):
     blessing = _blessing(tmp_path, blessed=True)
