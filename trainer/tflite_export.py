@@ -215,8 +215,6 @@ def convert(
     representative: Optional[RepresentativeData] = None,
 ) -> bytes:
     """One variant of the SavedModel's classifier (Converter.convert; use a Converter for several)."""
-    if variant not in VARIANTS:
-        raise ValueError(f"TFLite variant must be one of {VARIANTS}, got {variant!r}")
     return Converter(saved_model_dir, prep).convert(variant, representative)
 
 

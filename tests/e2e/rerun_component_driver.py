@@ -23,9 +23,9 @@ def first_execution(store, node: str):
     from ml_metadata.proto import metadata_store_pb2
 
     done = [
-        e for e in store.get_executions()
+        e for context in store.get_contexts_by_type("node") if context.name.endswith(f".{node}")
+        for e in store.get_executions_by_context(context.id)
         if e.last_known_state == metadata_store_pb2.Execution.COMPLETE
-        and any(c.name.endswith(f".{node}") for c in store.get_contexts_by_execution(e.id))
     ]
     if not done:
         raise SystemExit(f"rerun: no completed {node} execution in the store")
@@ -39,15 +39,14 @@ def main() -> None:
     parser.add_argument("out", type=Path)
     args = parser.parse_args()
 
-    from ml_metadata import metadata_store
     from ml_metadata.proto import metadata_store_pb2
     from tfx.dsl.components.base.base_executor import BaseExecutor
     from tfx.types import artifact_utils
     from tfx.utils import import_utils
 
-    config = metadata_store_pb2.ConnectionConfig()
-    config.sqlite.filename_uri = str(args.metadata)
-    store = metadata_store.MetadataStore(config)
+    from pipeline.report import _store
+
+    store = _store(str(args.metadata))  # read-only: the outputs go under OUT, not into the store
     execution = first_execution(store, args.node)
     # The launcher passes execution properties as the plain values MLMD recorded (protos as JSON).
     properties = {
