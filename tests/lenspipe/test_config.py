@@ -73,6 +73,12 @@ def test_embedded_digits_get_a_narrower_cnn_unless_set():
     assert load_config(None, {"data.root": "/photos"}).trainer.base_filters == 32
 
 
+def test_embedded_digits_train_in_batches_of_32_unless_set():
+    assert load_config().trainer.batch_size == 32
+    assert load_config(None, {"trainer.batch_size": 64}).trainer.batch_size == 64
+    assert load_config(None, {"data.root": "/photos"}).trainer.batch_size == 64
+
+
 def test_embedded_digits_are_augmented_by_shifts_only_without_dropout_unless_set():
     digits = load_config().trainer
     assert (digits.augment_rotation, digits.augment_zoom, digits.augment_translation) == (0.0, 0.0, 0.1)
