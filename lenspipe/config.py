@@ -119,10 +119,16 @@ class TrainerConfig(_Section):
     steps_per_epoch: Optional[int] = Field(None, ge=1, description="Cap on batches per epoch; unset = one pass.")
     batch_size: int = Field(64, ge=1, le=4096, description="Images per training step (32 for the embedded digits).")
     early_stopping_patience: int = Field(6, ge=1, description="Epochs without val_loss improvement.")
+    early_stopping_min_delta: float = Field(
+        1e-3, ge=0.0, description="A val_loss drop smaller than this is no improvement (label smoothing flattens the tail)."
+    )
     conv_blocks: int = Field(3, ge=1, le=6, description="Conv blocks (conv-BN-ReLU x2, pool).")
     base_filters: int = Field(32, ge=4, le=512, description="Filters of the first block; doubled per block (16 for the embedded digits).")
     dense_units: int = Field(128, ge=8, le=4096)
     dropout: float = Field(0.3, ge=0.0, lt=1.0)
+    label_smoothing: float = Field(
+        0.1, ge=0.0, lt=1.0, description="Share of each target spread evenly over all classes; 0 = one-hot targets."
+    )
     learning_rate: float = Field(1e-3, gt=0.0, le=1.0)
     augment_rotation: float = Field(0.05, ge=0.0, le=0.5, description="Max rotation, fraction of a turn.")
     augment_translation: float = Field(0.1, ge=0.0, le=0.5, description="Max shift, fraction of the size.")

@@ -54,7 +54,7 @@ def fit(
     if layers > 0:
         trained = backbones.set_trainable(model_lib.inference_model(net), layers)
         rate = values["learning_rate"] * trainer_cfg.fine_tune_lr_factor
-        model_lib.compile_model(net, rate)
+        model_lib.compile_model(net, rate, trainer_cfg.label_smoothing)
         log.info("fine-tuning the head and %d backbone layers at learning rate %.2g", len(trained), rate)
         second = net.fit(train, epochs=epochs, callbacks=callbacks(epochs, len(phases)), **kwargs).history
         _extend(history, second)

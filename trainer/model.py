@@ -92,17 +92,45 @@ def build_model(
     # classifier is exported, so no random layer (or its seed state) reaches serving.
     train_inputs = keras.Input(shape=input_shape, name="image")
     model = keras.Model(train_inputs, classifier(augmentation(trainer_cfg, seed)(train_inputs)), name="lenspipe_cnn")
-    compile_model(model, values["learning_rate"])
+    compile_model(model, values["learning_rate"], trainer_cfg.label_smoothing)
     return model
 
 
-def compile_model(model: keras.Model, learning_rate: float) -> None:
-    """Adam, sparse categorical cross-entropy, accuracy; again after (un)freezing layers."""
+def compile_model(model: keras.Model, learning_rate: float, label_smoothing: float) -> None:
+    """Adam, cross-entropy on class ids (label-smoothed unless 0), accuracy; again after (un)freezing layers."""
+    loss = (
+        SmoothedSparseCategoricalCrossentropy(label_smoothing)
+        if label_smoothing
+        else keras.losses.SparseCategoricalCrossentropy()
+    )
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
-        loss=keras.losses.SparseCategoricalCrossentropy(),
+        loss=loss,
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
     )
+
+
+@keras.saving.register_keras_serializable("lenspipe")
+class SmoothedSparseCategoricalCrossentropy(keras.losses.Loss):
+    """Categorical cross-entropy with label smoothing, on integer class ids.
+
+    Keras' SparseCategoricalCrossentropy has no ``label_smoothing``; this one one-hot
+    encodes the ids inside the loss, so the datasets, the accuracy metric and class
+    weights all keep integer class ids. The target of class k is 1 - s + s/K for k and
+    s/K for every other class (Keras' CategoricalCrossentropy convention).
+    """
+
+    def __init__(self, label_smoothing: float = 0.0, name: str = "smoothed_sparse_categorical_crossentropy", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.label_smoothing = float(label_smoothing)
+
+    def call(self, y_true, y_pred):
+        ids = keras.ops.cast(keras.ops.reshape(y_true, (-1,)), "int32")
+        targets = keras.ops.one_hot(ids, y_pred.shape[-1], dtype=y_pred.dtype)
+        return keras.losses.categorical_crossentropy(targets, y_pred, label_smoothing=self.label_smoothing)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "label_smoothing": self.label_smoothing}
 
 
 def inference_model(model: keras.Model) -> keras.Model:

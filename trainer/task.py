@@ -47,7 +47,8 @@ def run_fn(fn_args: Any) -> None:
     def callbacks(epochs: int, phase: int) -> list:
         return [
             keras.callbacks.EarlyStopping(
-                "val_loss", patience=s.trainer_cfg.early_stopping_patience, restore_best_weights=True
+                "val_loss", patience=s.trainer_cfg.early_stopping_patience,
+                min_delta=s.trainer_cfg.early_stopping_min_delta, restore_best_weights=True,
             ),
             # Anneal when validation stalls: a tuned learning rate is often too high to finish on.
             keras.callbacks.ReduceLROnPlateau("val_loss", factor=0.3, patience=2, min_lr=1e-5),
