@@ -30,6 +30,18 @@ def balanced_class_weights(counts: list[int]) -> dict[int, float]:
     return {i: (total / (k * c) if c else 0.0) for i, c in enumerate(counts)}
 
 
+def training_callbacks(trainer_cfg) -> list:
+    """Early stopping (best weights restored) and learning-rate annealing, as every fit phase uses them."""
+    return [
+        keras.callbacks.EarlyStopping(
+            "val_loss", patience=trainer_cfg.early_stopping_patience,
+            min_delta=trainer_cfg.early_stopping_min_delta, restore_best_weights=True,
+        ),
+        # Anneal when validation stalls: a tuned learning rate is often too high to finish on.
+        keras.callbacks.ReduceLROnPlateau("val_loss", factor=0.3, patience=2, min_lr=1e-5),
+    ]
+
+
 def run_fn(fn_args: Any) -> None:
     """Train, evaluate on the eval split, export signatures to fn_args.serving_model_dir."""
     s = common.setup(fn_args)
@@ -46,12 +58,7 @@ def run_fn(fn_args: Any) -> None:
 
     def callbacks(epochs: int, phase: int) -> list:
         return [
-            keras.callbacks.EarlyStopping(
-                "val_loss", patience=s.trainer_cfg.early_stopping_patience,
-                min_delta=s.trainer_cfg.early_stopping_min_delta, restore_best_weights=True,
-            ),
-            # Anneal when validation stalls: a tuned learning rate is often too high to finish on.
-            keras.callbacks.ReduceLROnPlateau("val_loss", factor=0.3, patience=2, min_lr=1e-5),
+            *training_callbacks(s.trainer_cfg),
             keras.callbacks.TensorBoard(log_dir=os.path.join(fn_args.model_run_dir, "logs")),
             ProgressCallback(epochs),
         ]
