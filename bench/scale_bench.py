@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from bench import results_file
+from lenspipe.config import ConfigError, parse_assignments
 
 TARGET_NODE = "Trainer"
 # One child process per step; the nodes between two steps (SchemaGen, ExampleValidator, DataGate)
@@ -272,12 +273,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.child:
         return _child(args.child, json.loads(args.overrides))
 
-    extra = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            parser.error(f"--set {item!r}: expected SECTION.FIELD=VALUE")
-        extra[key] = value
+    try:
+        extra = parse_assignments(args.set)
+    except ConfigError as e:
+        parser.error(str(e))
     try:
         factors = [int(f) for f in args.factors.split(",")]
     except ValueError:

@@ -25,6 +25,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from bench import results_file
+from lenspipe.config import ConfigError, parse_assignments
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # where `python -m bench.…` finds the packages
 
@@ -118,12 +119,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.work:
         parser.error("give the work dir of a finished `lenspipe run`")
-    overrides = {}
-    for item in args.set:
-        field, sep, value = item.partition("=")
-        if not sep:
-            parser.error(f"--set {item}: expected FIELD=VALUE")
-        overrides[field] = value
+    try:
+        overrides = parse_assignments(args.set)
+    except ConfigError as e:
+        parser.error(str(e))
     examples, graph = _artifacts(args.work)
     seeds = _seeds(args.seeds)
     with ThreadPoolExecutor(args.jobs) as pool:

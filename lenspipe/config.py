@@ -12,7 +12,7 @@ import difflib
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal, Mapping, Optional
+from typing import Annotated, Any, Iterable, Literal, Mapping, Optional
 from urllib.parse import urlsplit
 
 import yaml
@@ -465,6 +465,21 @@ def _read_file(path: os.PathLike | str) -> dict[str, Any]:
 
 def _flatten(tree: Mapping[str, Any]) -> dict[str, Any]:
     return {f"{section}.{k}": v for section, fields_ in tree.items() if isinstance(fields_, dict) for k, v in fields_.items()}
+
+
+def parse_assignments(items: Iterable[str]) -> dict[str, str]:
+    """``SECTION.FIELD=VALUE`` strings (what ``--set`` takes) -> {dotted name: value text}.
+
+    Raises ConfigError naming the first item without ``=``; the values are parsed later,
+    by ``load_config``, like every other override.
+    """
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected SECTION.FIELD=VALUE, e.g. trainer.epochs=10")
+        out[key.strip()] = value
+    return out
 
 
 def load_config(

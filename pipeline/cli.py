@@ -90,12 +90,13 @@ def _add_field_options(p: argparse.ArgumentParser) -> None:
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, str]:
+    from lenspipe.config import ConfigError, parse_assignments
+
     out: dict[str, str] = {k[len(_FIELD_DEST):]: v for k, v in vars(args).items() if k.startswith(_FIELD_DEST)}
-    for item in args.overrides:
-        if "=" not in item:
-            raise SystemExit(f"lenspipe: --set {item!r}: expected SECTION.FIELD=VALUE, e.g. trainer.epochs=10")
-        key, value = item.split("=", 1)
-        out[key.strip()] = value
+    try:
+        out.update(parse_assignments(args.overrides))
+    except ConfigError as e:
+        raise SystemExit(f"lenspipe: {e}") from None
     shortcuts = {
         "data.root": args.data,
         "runtime.work_dir": args.work_dir,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 
@@ -120,3 +121,14 @@ def test_deterministic_runs_turn_onednn_off_unless_the_user_set_it(monkeypatch):
     monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "1")  # the user's own setting wins
     deterministic.apply_process_env()
     assert os.environ["TF_ENABLE_ONEDNN_OPTS"] == "1"
+
+
+def test_set_assignments_split_at_the_first_equals_and_a_missing_one_names_the_item():
+    from lenspipe.config import ConfigError, parse_assignments
+
+    assert parse_assignments([" trainer.epochs=3", "data.root=/a=b", "pusher.label="]) == {
+        "trainer.epochs": "3", "data.root": "/a=b", "pusher.label": ""
+    }
+    for bad in ("trainer.epochs", "=3"):
+        with pytest.raises(ConfigError, match=f"--set '{re.escape(bad)}': expected SECTION.FIELD=VALUE"):
+            parse_assignments([bad])
