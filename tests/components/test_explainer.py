@@ -33,7 +33,10 @@ def test_heatmap_peaks_in_the_region_that_decides_the_class():
     rng = np.random.default_rng(0)
     x_train, y_train = _images(400, rng)
     x_test, y_test = _images(40, rng)
-    cfg = TrainerConfig(augment_rotation=0, augment_translation=0, augment_zoom=0)
+    # The training recipe is pinned (one-hot targets too): this tests Grad-CAM, not the recipe.
+    # The peak-in-region share moves with the trained network: seeds 0, 1, 2 gave 1.0, 0.675, 1.0
+    # with one-hot targets and 0.7, 1.0, 1.0 with label smoothing 0.1 (a scratch loop over them).
+    cfg = TrainerConfig(augment_rotation=0, augment_translation=0, augment_zoom=0, label_smoothing=0.0)
     hp = keras_tuner.HyperParameters()
     for name, value in {"conv_blocks": 2, "base_filters": 8, "dense_units": 16, "dropout": 0.0, "learning_rate": 0.01}.items():
         hp.Fixed(name, value)

@@ -26,6 +26,11 @@ SMALL = [
     "--set", "tuner.epochs=2",
     "--epochs", "15",
     "--set", "trainer.early_stopping_patience=15",
+    # One-hot targets: the value-threshold test re-evaluates this module's model against
+    # --min-accuracy 0.9999, which only an imperfect model can fail. With label smoothing the
+    # small model scored 1.0000 on its test images (CI of 5c973bc); the other e2e modules
+    # (Airflow, Kubeflow, drift, backbone, kill) train with the default smoothing.
+    "--set", "trainer.label_smoothing=0",
     "--min-accuracy", "0.5",
 ]
 COMPONENTS = {
