@@ -130,7 +130,10 @@ def _staging_dir(base_dir: str):
         fileio.makedirs(path)
         fd = None
         if _is_local(path):
-            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+            except FileNotFoundError:  # another push's sweep removed it before we could open it
+                continue
             fcntl.flock(fd, fcntl.LOCK_EX)
             try:
                 same = os.stat(path).st_ino == os.fstat(fd).st_ino

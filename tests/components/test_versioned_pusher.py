@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import uuid
 
@@ -171,3 +172,27 @@ def test_a_rerun_finding_its_model_already_on_disk_records_that_version_instead_
     assert existing_versions(str(base)) == [1]
     other = _push(tmp_path, _model_with_classes(tmp_path / "b", ["cat", "dog"]), base)  # a new model still pushes
     assert other.get_string_custom_property("pushed_version") == "2"
+
+
+def test_a_staging_dir_swept_before_it_is_locked_is_made_again(tmp_path, monkeypatch):
+    # CI once lost a push this way: another push's sweep ran between this push creating its
+    # staging dir and locking it, removed it, and the push failed on FileNotFoundError.
+    from components.versioned_pusher import executor
+
+    model = fake_model(tmp_path / "model")
+    base = tmp_path / "m"
+    base.mkdir()
+    made = []
+    real_makedirs = executor.fileio.makedirs
+
+    def makedirs_then_swept(path):
+        real_makedirs(path)
+        if os.path.basename(path).startswith(executor.STAGING_PREFIX):
+            made.append(path)
+            if len(made) == 1:  # the other push's sweep, in the window before the lock
+                assert executor.sweep_stale_staging(str(base)) == [os.path.basename(path)]
+
+    monkeypatch.setattr(executor.fileio, "makedirs", makedirs_then_swept)
+    path, version = push_model(str(model), str(base))
+    assert version == 1 and len(made) == 2 and os.path.isdir(path)
+    assert not [n for n in os.listdir(base) if n.startswith(executor.STAGING_PREFIX)]
