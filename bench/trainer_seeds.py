@@ -57,33 +57,31 @@ def train_one(examples: str, graph: str, seed: int, overrides: dict[str, str]) -
 
     cfg = load_config(None, {**overrides, "runtime.seed": str(seed)}, environ={})
     cfg.runtime.apply_process_env()  # before TensorFlow is imported, as `lenspipe run` does
-    import numpy as np
-    import tensorflow_transform as tft
+    from types import SimpleNamespace
 
-    from trainer import common, data, fitting, hparams, model, signatures
+    import numpy as np
+
+    from trainer import common, data, fitting, hparams, model
     from trainer.task import training_callbacks
 
     started = time.monotonic()
-    common.set_seeds(seed, cfg.runtime.deterministic)
-    tft_output = tft.TFTransformOutput(graph)
-    names = signatures.class_names(tft_output)
-    s = common.TrainingSetup(
-        trainer_cfg=cfg.trainer, tuner_cfg=cfg.tuner, seed=seed,
-        input_shape=(cfg.image.height, cfg.image.width, cfg.image.channels), class_names=names,
-        tft_output=tft_output, normalisation=None, cache_dir=None,
-    )
+    # The Trainer's own setup: config validation, seeds, class names, backbone normalisation.
+    s = common.setup(SimpleNamespace(custom_config=cfg.training_custom_config(), transform_graph_path=graph))
     split = lambda name: [os.path.join(examples, f"Split-{name}", "*")]  # noqa: E731
     train, evaluation = s.datasets(split("train"), split("eval"), steps_per_epoch=None)
-    hp = hparams.search_space(cfg.trainer)
-    net = model.build_model(hp, input_shape=s.input_shape, num_classes=s.num_classes, trainer_cfg=cfg.trainer, seed=seed)
+    hp = hparams.search_space(s.trainer_cfg)
+    net = model.build_model(
+        hp, input_shape=s.input_shape, num_classes=s.num_classes, trainer_cfg=s.trainer_cfg, seed=s.seed,
+        normalisation=s.normalisation,
+    )
     history, _ = fitting.fit(
-        net, hparams.declare(hp, cfg.trainer), cfg.trainer, train, evaluation, epochs=cfg.trainer.epochs,
-        head_epochs=cfg.trainer.head_epochs, steps=None, callbacks=lambda total, phase: training_callbacks(cfg.trainer),
+        net, hparams.declare(hp, s.trainer_cfg), s.trainer_cfg, train, evaluation, epochs=s.trainer_cfg.epochs,
+        head_epochs=s.trainer_cfg.head_epochs, steps=None, callbacks=lambda total, phase: training_callbacks(s.trainer_cfg),
     )
     classifier = model.inference_model(net)
     errors = {}
     for name in ("eval", "test"):
-        ds = data.make_dataset(split(name), tft_output, 256, shuffle=False, seed=seed)
+        ds = data.make_dataset(split(name), s.tft_output, 256, shuffle=False, seed=seed)
         wrong, offset = [], 0
         for images, ids in ds:
             predicted = np.argmax(classifier.predict_on_batch(images), axis=1)

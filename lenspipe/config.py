@@ -374,6 +374,17 @@ class LenspipeConfig(_Section):
             raise ValueError("data.format=tfrecord needs data.root (a folder of TFRecord files)")
         return self
 
+    def training_custom_config(self, code_version: str = "") -> dict[str, Any]:
+        """The custom_config the Tuner and Trainer read (trainer/common.py ``setup`` validates it)."""
+        return {
+            "trainer": self.trainer.model_dump(),
+            "tuner": self.tuner.model_dump(),
+            "image": self.image.model_dump(),
+            "seed": self.runtime.seed,
+            "deterministic": self.runtime.deterministic,
+            "code_version": code_version,
+        }
+
     # Paths derived from the config, resolved against the current directory.
     @property
     def work_path(self) -> Path:

@@ -232,14 +232,7 @@ def create_pipeline(
     )
     transform.add_upstream_node(data_gate)  # nothing is transformed, trained or pushed past a failed gate
 
-    model_config = {
-        "trainer": cfg.trainer.model_dump(),
-        "tuner": cfg.tuner.model_dump(),
-        "image": cfg.image.model_dump(),
-        "seed": cfg.runtime.seed,
-        "deterministic": cfg.runtime.deterministic,
-        "code_version": code.get("trainer", ""),
-    }
+    model_config = cfg.training_custom_config(code.get("trainer", ""))
     # The Tuner searches and the Trainer trains on the same inputs and config.
     training_inputs = dict(
         examples=examples,
